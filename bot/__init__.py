@@ -1,0 +1,3 @@
+"""infra-review: reviews pull requests on Kustomize/Flux GitOps repositories."""
+
+__version__ = "0.1.0"

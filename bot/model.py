@@ -1,0 +1,218 @@
+"""Plain data shared by every stage: resource ids, origins, targets, findings.
+
+A leaf module: no I/O, imports nothing from the project. Vocabulary follows Kustomize
+(resource id = group/version/kind/namespace/name, origin) so its docs explain ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITIES = ("error", "warning", "notice")
+ENVIRONMENTS = ("development", "staging", "production")
+
+
+@dataclass(frozen=True, order=True)
+class ResourceId:
+    """Kustomize's resource id: group/version/kind/namespace/name ('' where absent)."""
+
+    group: str
+    version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: dict[str, Any], default_namespace: str = "") -> ResourceId:
+        api = str(obj.get("apiVersion") or "")
+        group, _, version = api.rpartition("/")
+        meta = obj.get("metadata") or {}
+        if not isinstance(meta, dict):
+            meta = {}
+        return cls(
+            group=group,
+            version=version,
+            kind=str(obj.get("kind") or ""),
+            namespace=str(meta.get("namespace") or default_namespace),
+            name=str(meta.get("name") or ""),
+        )
+
+    def __str__(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind}/{ns}{self.name}"
+
+
+# --- field paths -------------------------------------------------------------------------
+# A field path is written like `spec.template.spec.containers[api].image`: dotted keys, `[name]`
+# selects the list item whose `name` is that value, `[3]` an index, and `["a.b/c"]` a key that
+# holds dots or brackets (label and annotation keys).
+
+Segment = str | int | tuple[str, str]  # key | index | ("name", value)
+
+_SEG = re.compile(r'\.?([^.\[\]"]+)|\["((?:[^"\\]|\\.)*)"\]|\[([^\]"]*)\]')
+
+
+def parse_path(path: str) -> tuple[Segment, ...]:
+    """Parse the field-path notation into segments; raises ValueError on malformed input."""
+    out: list[Segment] = []
+    pos = 0
+    while pos < len(path):
+        m = _SEG.match(path, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"malformed field path {path!r} at {pos}")
+        key, quoted, sel = m.groups()
+        if key is not None:
+            out.append(key)
+        elif quoted is not None:
+            out.append(quoted.replace('\\"', '"').replace("\\\\", "\\"))
+        elif sel.isdigit():
+            out.append(int(sel))
+        else:
+            out.append(("name", sel))
+        pos = m.end()
+    return tuple(out)
+
+
+def format_path(segments: tuple[Segment, ...] | list[Segment]) -> str:
+    parts: list[str] = []
+    for seg in segments:
+        if isinstance(seg, tuple):
+            parts.append(f"[{seg[1]}]")
+        elif isinstance(seg, int):
+            parts.append(f"[{seg}]")
+        elif re.search(r'[.\[\]"]', seg) or not seg:
+            esc = seg.replace("\\", "\\\\").replace('"', '\\"')
+            parts.append(f'["{esc}"]')
+        else:
+            parts.append(("." if parts else "") + seg)
+    return "".join(parts)
+
+
+def get_path(obj: Any, path: str | tuple[Segment, ...]) -> Any:
+    """The value at a field path, or None where any step is absent."""
+    segs = parse_path(path) if isinstance(path, str) else path
+    cur = obj
+    for seg in segs:
+        if isinstance(seg, tuple):
+            if not isinstance(cur, list):
+                return None
+            cur = next((x for x in cur if isinstance(x, dict) and str(x.get(seg[0])) == seg[1]), None)
+        elif isinstance(seg, int):
+            cur = cur[seg] if isinstance(cur, list) and -len(cur) <= seg < len(cur) else None
+        else:
+            cur = cur.get(seg) if isinstance(cur, dict) else None
+        if cur is None:
+            return None
+    return cur
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value came from: a repository-relative file and 1-based line range.
+
+    `via` says which mechanism set it: `manifest`, `patch` (strategic merge), `json6902`,
+    `kustomization` (a field such as images/replicas/namespace), `generator`, `flux`
+    (a Flux Kustomization field or postBuild substitution) or `enclosing` (the field is absent
+    and this is the nearest enclosing object that defines it).
+    """
+
+    file: str | None
+    line: int | None
+    end_line: int | None = None
+    via: str = "manifest"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if not self.file:
+            return "<unknown>"
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+UNKNOWN = Origin(None, None, None, "unknown")
+
+
+@dataclass(frozen=True)
+class FluxRef:
+    """A Flux object found in the repository, with where it is defined."""
+
+    kind: str  # Kustomization | HelmRelease | GitRepository | OCIRepository | HelmRepository
+    name: str
+    namespace: str
+    file: str
+    line: int
+    spec: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A build target: a directory Flux applies (or an overlay nobody applies)."""
+
+    path: str  # repository-relative directory, '.' for the root
+    environment: str | None
+    flux: FluxRef | None = None  # the Flux Kustomization that applies it, if any
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}@{self.flux.namespace}/{self.flux.name}" if self.flux else self.path
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A ready-to-apply replacement for lines `line..end_line` of `file`."""
+
+    file: str
+    line: int
+    end_line: int
+    text: str
+
+
+@dataclass
+class Finding:
+    """One rule violation, created once with everything a reporter needs."""
+
+    rule: str
+    severity: str
+    environment: str | None
+    message: str
+    remediation: str
+    target: str | None = None
+    resource: ResourceId | None = None
+    container: str | None = None
+    field: str | None = None
+    origin: Origin = UNKNOWN
+    suggestion: Suggestion | None = None
+    new: bool = True
+    suppressed: bool = False
+    suppression_reason: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across line shifts: rule, environment, resource id, container, field path."""
+        r = self.resource
+        rid = f"{r.group}/{r.kind}/{r.namespace}/{r.name}" if r else (self.origin.file or "")
+        key = "\x1f".join([self.rule, self.environment or "", rid, self.container or "", self.field or ""])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.resource
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "environment": self.environment,
+            "target": self.target,
+            "resource": {"kind": r.kind, "namespace": r.namespace or None, "name": r.name} if r else None,
+            "container": self.container,
+            "field": self.field,
+            "file": self.origin.file,
+            "line": self.origin.line,
+            "end_line": self.origin.end_line or self.origin.line,
+            "message": self.message,
+            "remediation": self.remediation,
+            "suggestion": self.suggestion.text if self.suggestion else None,
+            "new": self.new,
+            "suppressed": self.suppressed,
+            "fingerprint": self.fingerprint,
+        }
