@@ -1,0 +1,40 @@
+"""Command line: `python -m bot <command>` (also installed as `infra-review`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bot import __version__
+
+
+def _build(args: argparse.Namespace) -> int:
+    from bot.cli.build import run
+
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="infra-review", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"infra-review {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="render a kustomization directory exactly as `kustomize build` does")
+    b.add_argument("dir", type=Path)
+    b.add_argument("--root", type=Path, help="repository root (default: enclosing git work tree, else cwd)")
+    b.add_argument("--flux", action="store_true", help="apply the Flux Kustomization(s) pointing at DIR")
+    b.add_argument("--origins", action="store_true", help="show the source file:line of every value")
+    b.set_defaults(func=_build)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What rules see: rendered objects of one environment, each able to say where a value came from.
+
+No I/O here. The renderer builds `RenderedObject`s with a `locate` function (provenance) and the
+pipeline groups them per environment into an `EnvContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.model import UNKNOWN, Origin, ResourceId, Target
+
+Locate = Callable[[str], Origin]
+
+
+def _unknown(_path: str) -> Origin:
+    return UNKNOWN
+
+
+@dataclass
+class RenderedObject:
+    """One object as Flux would apply it, with provenance for its fields."""
+
+    obj: dict[str, Any]
+    id: ResourceId
+    target: Target | None = None
+    locate: Locate = field(default=_unknown, repr=False)
+
+    def origin(self, path: str = "") -> Origin:
+        """Source file and line that set the value at `path` (field-path notation, see bot.model).
+
+        For an absent field, the line of the nearest enclosing object that defines it
+        (`via == "enclosing"`); `path=""` gives the resource's own definition.
+        """
+        return self.locate(path)
+
+    @property
+    def kind(self) -> str:
+        return self.id.kind
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+    @property
+    def namespace(self) -> str:
+        return self.id.namespace
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.obj.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        labels = self.metadata.get("labels")
+        return labels if isinstance(labels, dict) else {}
+
+    @property
+    def annotations(self) -> dict[str, Any]:
+        ann = self.metadata.get("annotations")
+        return ann if isinstance(ann, dict) else {}
+
+
+@dataclass
+class EnvContext:
+    """Everything a rule needs to judge one environment.
+
+    `objects` are the rendered objects of every target of the environment (deduplicated by
+    resource id and target). `policy` is the effective policy (seed defaults merged with the
+    repo's config). `repo` is the repository model for repo-level rules (None for plain
+    manifests). `read_lines(file)` returns a source file's lines (for suggestions), or [].
+    """
+
+    environment: str
+    objects: list[RenderedObject]
+    policy: dict[str, Any]
+    repo: Any = None
+    read_lines: Callable[[str], list[str]] = field(default=lambda _f: [], repr=False)
+    changed_files: frozenset[str] | None = None  # None: every file counts as changed

@@ -1,0 +1,203 @@
+"""What the Flux kustomize-controller does around `kustomize build`.
+
+Before the build (fluxcd/pkg/kustomize's generator): create a kustomization listing every YAML
+file when the path has none, then write `targetNamespace`, `patches`, `components`, the deprecated
+patch fields and `images` into it. After the build (the controller): apply `commonMetadata` to
+every resource, then `postBuild` variable substitution. Values these steps set are attributed to
+the Flux Kustomization's own lines.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from bot.model import Origin, ResourceId, Target, format_path, get_path
+from bot.objects import RenderedObject
+from bot.repo.graph import generated_resources
+from bot.repo.kustomization import BuildError, is_remote
+from bot.repo.tree import KUSTOMIZATION_NAMES
+from bot.yamlpos import YamlDoc, YamlError, load_data, load_docs
+
+if TYPE_CHECKING:
+    from bot.render.build import Rendered
+    from bot.repo.discover import RepoModel
+
+DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
+
+
+def generate(model: RepoModel, target: Target, top: Path) -> None:
+    """Write the kustomization Flux would build in the scratch copy of `target.path`."""
+    spec = target.flux.spec if target.flux else {}
+    kfile = next((top / n for n in KUSTOMIZATION_NAMES if (top / n).is_file()), None)
+    if kfile is None:
+        prefix = "" if target.path == "." else target.path + "/"
+        resources = ["./" + r[len(prefix):] for r in generated_resources(model.tree, target.path)]
+        data: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                                "resources": resources}
+        kfile = top / "kustomization.yaml"
+    else:
+        try:
+            data = (load_data(kfile.read_text(encoding="utf-8", errors="replace")) or [{}])[0]
+        except YamlError as exc:
+            raise BuildError(exc.message, target.path) from None
+        if not isinstance(data, dict):
+            raise BuildError("kustomization is not a mapping", target.path)
+        if not any(k in spec for k in ("targetNamespace", "patches", "components", "images",
+                                       "patchesStrategicMerge", "patchesJson6902")):
+            return
+    if spec.get("targetNamespace"):
+        data["namespace"] = spec["targetNamespace"]
+    for p in spec.get("patches") or []:
+        if isinstance(p, dict):
+            entry = {"patch": p.get("patch", "")}
+            if p.get("target"):
+                entry["target"] = p["target"]
+            data.setdefault("patches", []).append(entry)
+    for comp in spec.get("components") or []:
+        if not isinstance(comp, str) or is_remote(comp) or comp.startswith("/"):
+            raise BuildError(f"component path {comp!r} must be local and relative", target.flux.file if target.flux else None)
+        data.setdefault("components", []).append(comp)
+    for p in spec.get("patchesStrategicMerge") or []:
+        data.setdefault("patchesStrategicMerge", []).append(yaml.safe_dump(p, sort_keys=False))
+    for p in spec.get("patchesJson6902") or []:
+        if isinstance(p, dict):
+            data.setdefault("patchesJson6902", []).append(
+                {"patch": yaml.safe_dump(p.get("patch") or []), "target": p.get("target") or {}})
+    for image in spec.get("images") or []:
+        if not isinstance(image, dict):
+            continue
+        images = data.setdefault("images", [])
+        new = {k: image[k] for k in ("name", "newName", "newTag", "digest") if k in image}
+        idx = next((i for i, im in enumerate(images) if isinstance(im, dict) and im.get("name") == image.get("name")), None)
+        if idx is None:
+            images.append(new)
+        else:
+            images[idx] = new
+    kfile.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def _flux_doc(model: RepoModel, ref) -> YamlDoc | None:
+    try:
+        docs = model.tree.docs(ref.file)
+    except YamlError:
+        return None
+    for doc in docs:
+        d = doc.data
+        if isinstance(d, dict) and d.get("kind") == "Kustomization" and (d.get("metadata") or {}).get("name") == ref.name:
+            return doc
+    return None
+
+
+def _lookup(model: RepoModel):
+    """Find a ConfigMap/Secret manifest defined in the repository (substituteFrom sources)."""
+    def lookup(kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        fallback = None
+        for _rel, obj in model.source_objects():
+            meta = obj.get("metadata") or {}
+            if obj.get("kind") == kind and meta.get("name") == name:
+                if not namespace or meta.get("namespace") in (None, "", namespace):
+                    return obj
+                fallback = fallback or obj
+        return fallback
+    return lookup
+
+
+def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
+    """Apply commonMetadata and postBuild substitution; re-emit the output text."""
+    from bot.render import substitute
+
+    ref = rendered.target.flux
+    spec = ref.spec
+    fdoc = _flux_doc(model, ref)
+
+    def fline(*segs: Any) -> int:
+        span = fdoc.span(segs) if fdoc else None
+        return span[0] if span else ref.line
+
+    common = spec.get("commonMetadata") if isinstance(spec.get("commonMetadata"), dict) else {}
+    post = spec.get("postBuild") if isinstance(spec.get("postBuild"), dict) else None
+    variables: dict[str, str] = {}
+    var_lines: dict[str, int] = {}
+    if post:
+        variables, problems = substitute.collect_vars(post, _lookup(model), ref.namespace or "flux-system")
+        rendered.notes.extend(str(p) for p in problems)
+        for name in (post.get("substitute") or {}):
+            var_lines[name] = fline("spec", "postBuild", "substitute", name)
+        from_line = fline("spec", "postBuild", "substituteFrom")
+        for name in variables:
+            var_lines.setdefault(name, from_line)
+
+    reported: set[str] = set()
+    new_objects: list[RenderedObject] = []
+    for ro in rendered.objects:
+        obj = copy.deepcopy(ro.obj)
+        meta = obj.setdefault("metadata", {})
+        changed: dict[str, Origin] = {}
+        for key in ("labels", "annotations"):
+            extra = common.get(key) if isinstance(common.get(key), dict) else {}
+            if extra:
+                meta.setdefault(key, {}).update({k: str(v) for k, v in extra.items()})
+                for k in extra:
+                    changed[format_path(("metadata", key, k))] = Origin(
+                        ref.file, fline("spec", "commonMetadata", key, k), None, "flux", "commonMetadata")
+        if post and (meta.get("annotations") or {}).get(DISABLED) != "disabled":
+            text = yaml.safe_dump(obj, sort_keys=True)
+            new_text, unresolved = substitute.substitute_text(text, variables)
+            for u in unresolved:
+                name = getattr(u, "name", str(u))
+                if name not in reported:
+                    reported.add(name)
+                    rendered.notes.append(f"variable ${{{name}}} is not defined (left as is)")
+            if new_text != text:
+                try:
+                    obj = (load_docs(new_text, ref.file) or [None])[0].data
+                except (YamlError, AttributeError):
+                    rendered.notes.append(f"substitution made {ResourceId.of(obj)} unreadable; kept as built")
+                else:
+                    for path in _diff_paths(ro.obj, obj):
+                        var = _var_in(get_path(ro.obj, path))
+                        changed[path] = Origin(ref.file, var_lines.get(var or "", fline("spec", "postBuild")),
+                                               None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
+        new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
+        new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline)
+        new_objects.append(new_ro)
+    rendered.objects = new_objects
+    rendered.text = "---\n".join(yaml.safe_dump(o.obj, sort_keys=True, allow_unicode=True) for o in new_objects)
+    return rendered
+
+
+def _var_in(value: Any) -> str | None:
+    import re
+
+    m = re.search(r"\$\{([_a-zA-Z][_a-zA-Z0-9]*)", str(value)) if value is not None else None
+    return m.group(1) if m else None
+
+
+def _diff_paths(before: Any, after: Any, prefix: tuple = ()) -> list[str]:
+    """Field paths of scalars that differ between two versions of an object."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for k in after:
+            out.extend(_diff_paths(before.get(k), after[k], prefix + (k,)))
+        return out
+    if isinstance(before, list) and isinstance(after, list):
+        out = []
+        for i, item in enumerate(after):
+            out.extend(_diff_paths(before[i] if i < len(before) else None, item, prefix + (i,)))
+        return out
+    return [format_path(prefix)] if before != after and prefix else []
+
+
+def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline):
+    """Provenance after Flux: values Flux set point at the Flux Kustomization's lines."""
+    def find(path: str) -> Origin:
+        if path in changed:
+            return changed[path]
+        if path == "metadata.namespace" and spec.get("targetNamespace"):
+            return Origin(file, fline("spec", "targetNamespace"), None, "flux", "targetNamespace")
+        return locate(path)
+    return find

@@ -1,0 +1,380 @@
+"""Provenance: which source line set a rendered value.
+
+Kustomize's origin annotation says which file (or generator) each resource came from. From
+there we walk the kustomization layers between the target and that file, outermost first (the
+last transformation applied wins): the layer's fields that rewrite values (`images`, `replicas`,
+`namespace`, `namePrefix`/`nameSuffix`, labels, annotations) and its patches (strategic merge and
+JSON 6902) that target the resource. The first layer that sets the field is the origin; otherwise
+the base manifest's line; for an absent field, the nearest enclosing object's line.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot.model import Origin, Segment, Target, parse_path
+from bot.objects import RenderedObject
+from bot.plain import locate_in_doc
+from bot.repo.kustomization import BuildError, Kustomization, load_kustomization
+from bot.yamlpos import YamlDoc, YamlError, load_docs
+
+if TYPE_CHECKING:
+    from bot.repo.discover import RepoModel
+
+LABEL_MAPS = ("labels", "annotations", "matchLabels", "selector")
+_IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
+IMAGE_PATH = re.compile(r"\.(?:initContainers|containers|ephemeralContainers)\[[^\]]+\]\.image$")
+
+
+@dataclass
+class Patch:
+    """One patch of a layer: its documents (SMP) or operations (JSON 6902), with a line offset."""
+
+    file: str
+    line_offset: int
+    docs: list[YamlDoc]
+    target: dict[str, Any] | None
+    json6902: bool
+    entry_line: int
+
+
+@dataclass
+class Layer:
+    """A kustomization on the path from the target to a resource's source file."""
+
+    kust: Kustomization
+    patches: list[Patch] = field(default_factory=list)
+
+
+def _selector_matches(sel: dict[str, Any], obj: dict[str, Any], names: list[str]) -> bool:
+    if not isinstance(sel, dict):
+        return False
+    kind = obj.get("kind")
+    if sel.get("kind") and sel["kind"] != kind:
+        return False
+    api = str(obj.get("apiVersion") or "")
+    group, _, version = api.rpartition("/")
+    if sel.get("group") is not None and sel.get("group") != group and sel.get("group") != "":
+        return False
+    if sel.get("version") and sel["version"] != version:
+        return False
+    if sel.get("name"):
+        pat = str(sel["name"])
+        if not any(n == pat or _full(pat, n) or (pat in n) for n in names):
+            return False
+    labels = ((obj.get("metadata") or {}).get("labels")) or {}
+    for clause in str(sel.get("labelSelector") or "").split(","):
+        if "=" in clause and "!=" not in clause:
+            k, v = (x.strip() for x in clause.split("=", 1) if True)
+            if str(labels.get(k.rstrip("="))) != v.lstrip("="):
+                return False
+    return True
+
+
+def _full(pattern: str, name: str) -> bool:
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
+
+
+def _pointer(obj: Any, segs: tuple[Segment, ...]) -> str | None:
+    """JSON pointer of a field path, selectors resolved against the rendered object."""
+    parts: list[str] = []
+    cur = obj
+    for seg in segs:
+        if isinstance(seg, tuple):
+            if not isinstance(cur, list):
+                return None
+            idx = next((i for i, x in enumerate(cur) if isinstance(x, dict) and str(x.get(seg[0])) == seg[1]), None)
+            if idx is None:
+                return None
+            parts.append(str(idx))
+            cur = cur[idx]
+        elif isinstance(seg, int):
+            parts.append(str(seg))
+            cur = cur[seg] if isinstance(cur, list) and seg < len(cur) else None
+        else:
+            parts.append(seg.replace("~", "~0").replace("/", "~1"))
+            cur = cur.get(seg) if isinstance(cur, dict) else None
+    return "/" + "/".join(parts)
+
+
+class Provenance:
+    """Origins for the objects of one target."""
+
+    def __init__(self, model: RepoModel, target: Target):
+        self.model = model
+        self.tree = model.tree
+        self.target = target
+        self._layers: dict[str, Layer | None] = {}
+        self._chains: dict[str, list[str]] = {}
+
+    # --- layers ----------------------------------------------------------------------------
+    def layer(self, directory: str) -> Layer | None:
+        if directory in self._layers:
+            return self._layers[directory]
+        try:
+            kust = load_kustomization(self.tree, directory)
+        except BuildError:
+            self._layers[directory] = None
+            return None
+        layer = Layer(kust)
+        data = kust.data
+        for i, p in enumerate(data.get("patches") or []):
+            if isinstance(p, dict):
+                self._add_patch(layer, ("patches", i), p.get("path"), p.get("patch"), p.get("target"), None)
+        for i, p in enumerate(data.get("patchesStrategicMerge") or []):
+            if isinstance(p, str):
+                is_inline = "\n" in p or ":" in p
+                self._add_patch(layer, ("patchesStrategicMerge", i), None if is_inline else p,
+                                p if is_inline else None, None, False)
+        for i, p in enumerate(data.get("patchesJson6902") or []):
+            if isinstance(p, dict):
+                self._add_patch(layer, ("patchesJson6902", i), p.get("path"), p.get("patch"), p.get("target"), True)
+        self._layers[directory] = layer
+        return layer
+
+    def _add_patch(self, layer: Layer, segs: tuple, path: Any, inline: Any, target: Any, j6902: bool | None) -> None:
+        kust = layer.kust
+        entry_line = kust.line_of(*segs)
+        try:
+            if isinstance(path, str):
+                rel = self.tree.resolve(kust.dir, path)
+                docs, file, offset = self.tree.docs(rel), rel, 0
+            elif isinstance(inline, str):
+                span = kust.doc.span(segs + ("patch",)) if segs[0] != "patchesStrategicMerge" else kust.doc.span(segs)
+                docs, file = load_docs(inline, kust.file), kust.file
+                offset = span[0] if span else entry_line
+            else:
+                return
+        except (YamlError, ValueError, OSError):
+            return
+        if j6902 is None:
+            j6902 = bool(docs) and isinstance(docs[0].data, list)
+        layer.patches.append(Patch(file, offset, docs, target if isinstance(target, dict) else None, j6902, entry_line))
+
+    def chain(self, source: str, generator: bool = False) -> list[str]:
+        """Kustomization dirs from the target down to the one that lists `source` as a resource
+        (or, for a generator, the one whose kustomization file is `source`), outermost first."""
+        key = ("g:" if generator else "r:") + source
+        if key in self._chains:
+            return self._chains[key]
+        start = self.target.path
+        roots = [start] if self.tree.kustomization_file(start) else self._generated_children(start)
+        best: list[str] = []
+        for root in roots:
+            found = self._dfs(root, source, generator, (), set())
+            if found:
+                best = found
+                break
+        self._chains[key] = best
+        return best
+
+    def _generated_children(self, directory: str) -> list[str]:
+        from bot.repo.graph import generated_resources
+
+        return [r for r in generated_resources(self.tree, directory) if self.tree.is_dir(r)]
+
+    def _dfs(self, cur: str, source: str, generator: bool, path: tuple[str, ...], seen: set[str]) -> list[str] | None:
+        if cur in seen or len(path) > 64:
+            return None
+        seen.add(cur)
+        path = path + (cur,)
+        layer = self.layer(cur)
+        if layer is None:
+            return None
+        if generator and layer.kust.file == source:
+            return list(path)
+        for ref in layer.kust.refs:
+            if not generator and ref.path == source and ref.field in ("resources", "bases"):
+                return list(path)
+        for ref in layer.kust.refs:
+            if ref.path and ref.field in ("resources", "bases", "components") and self.tree.is_dir(ref.path):
+                found = self._dfs(ref.path, source, generator, path, seen)
+                if found:
+                    return found
+        return None
+
+    # --- sources -----------------------------------------------------------------------------
+    def _source_doc(self, file: str, obj: dict[str, Any]) -> YamlDoc | None:
+        try:
+            docs = [d for d in self.tree.docs(file) if isinstance(d.data, dict)]
+        except YamlError:
+            return None
+        kind = obj.get("kind")
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        same_kind = [d for d in docs if d.data.get("kind") == kind]
+        best, best_len = None, -1
+        for d in same_kind:
+            n = str((d.data.get("metadata") or {}).get("name") or "")
+            if n == name:
+                return d
+            if n and n in name and len(n) > best_len:
+                best, best_len = d, len(n)
+        return best or (same_kind[0] if len(same_kind) == 1 else (docs[0] if len(docs) == 1 else None))
+
+    def locator(self, ro: RenderedObject, annotation: dict[str, Any] | None):
+        """A `locate(path) -> Origin` function for one rendered object."""
+        obj = ro.obj
+        top = self.target.path
+        src_file: str | None = None
+        generator: tuple[str, str] | None = None
+        if annotation and isinstance(annotation.get("path"), str):
+            src_file = posixpath.normpath(posixpath.join(top, annotation["path"])) if top != "." else posixpath.normpath(annotation["path"])
+        elif annotation and isinstance(annotation.get("configuredIn"), str):
+            kf = posixpath.normpath(posixpath.join(top, annotation["configuredIn"])) if top != "." else posixpath.normpath(annotation["configuredIn"])
+            kind = str((annotation.get("configuredBy") or {}).get("kind") or "")
+            generator = (kf, kind)
+        doc = self._source_doc(src_file, obj) if src_file else None
+        chain = self.chain(generator[0], True) if generator else (self.chain(src_file) if src_file else [])
+        layers = [ly for ly in (self.layer(d) for d in chain) if ly is not None]
+        names = [str((obj.get("metadata") or {}).get("name") or "")]
+        if doc is not None:
+            names.append(str((doc.data.get("metadata") or {}).get("name") or ""))
+
+        def locate(path: str) -> Origin:
+            try:
+                segs = parse_path(path) if path else ()
+            except ValueError:
+                segs = ()
+            for layer in layers:
+                hit = self._layer_origin(layer, obj, names, path, segs)
+                if hit:
+                    return hit
+            if generator:
+                return self._generator_origin(generator, obj, segs)
+            if doc is not None and src_file:
+                return locate_in_doc(doc, src_file, path)
+            return Origin(src_file, 1 if src_file else None, None, "enclosing")
+
+        return locate
+
+    # --- per-layer checks ----------------------------------------------------------------------
+    def _layer_origin(self, layer: Layer, obj: dict, names: list[str], path: str, segs: tuple) -> Origin | None:
+        kust = layer.kust
+        data = kust.data
+
+        def at(*s: Any, detail: str = "") -> Origin:
+            span = kust.doc.span(s)
+            line = span[0] if span else kust.doc.line
+            return Origin(kust.file, line, span[1] if span else line, "kustomization", detail or str(s[0]))
+
+        if segs == ("metadata", "namespace") and data.get("namespace"):
+            return at("namespace")
+        if segs == ("metadata", "name"):
+            for fld in ("namePrefix", "nameSuffix"):
+                if data.get(fld):
+                    return at(fld)
+        if segs == ("spec", "replicas"):
+            for i, r in enumerate(data.get("replicas") or []):
+                if isinstance(r, dict) and r.get("name") in names:
+                    return at("replicas", i, "count")
+        if IMAGE_PATH.search(path):
+            image = str(_get(obj, segs) or "")
+            img_name = re.split(r"[@]", image)[0]
+            img_name = img_name.rsplit(":", 1)[0] if ":" in img_name.rsplit("/", 1)[-1] else img_name
+            for i, im in enumerate(data.get("images") or []):
+                if isinstance(im, dict) and img_name in (im.get("name"), im.get("newName")):
+                    return at("images", i)
+        if len(segs) >= 2 and isinstance(segs[-1], str) and segs[-2] in LABEL_MAPS:
+            key = segs[-1]
+            src = "commonAnnotations" if segs[-2] == "annotations" else "commonLabels"
+            if key in (data.get(src) or {}):
+                return at(src, key)
+            if src == "commonLabels":
+                for i, lab in enumerate(data.get("labels") or []):
+                    if isinstance(lab, dict) and key in (lab.get("pairs") or {}):
+                        return at("labels", i, "pairs", key)
+        for patch in reversed(layer.patches):
+            hit = self._patch_origin(patch, obj, names, segs)
+            if hit:
+                return hit
+        return None
+
+    def _patch_origin(self, patch: Patch, obj: dict, names: list[str], segs: tuple) -> Origin | None:
+        if patch.target is not None and not _selector_matches(patch.target, obj, names):
+            return None
+        if patch.json6902:
+            pointer = _pointer(obj, segs)
+            if pointer is None:
+                return None
+            for doc in patch.docs:
+                ops = doc.data if isinstance(doc.data, list) else []
+                for i, op in enumerate(ops):
+                    if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "copy", "move"):
+                        continue
+                    target = str(op.get("path") or "")
+                    if pointer == target or pointer.startswith(target.rstrip("-").rstrip("/") + "/") and target:
+                        span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
+                        return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset,
+                                      "json6902", target)
+            return None
+        if segs in _IDENTITY:
+            return None
+        for doc in patch.docs:
+            d = doc.data
+            if not isinstance(d, dict):
+                continue
+            if patch.target is None:
+                pname = str((d.get("metadata") or {}).get("name") or "")
+                if d.get("kind") != obj.get("kind") or not any(pname == n or (pname and pname in n) for n in names):
+                    continue
+            span = doc.span(segs) if segs else None
+            if span:
+                return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset, "patch")
+        return None
+
+    def _generator_origin(self, generator: tuple[str, str], obj: dict, segs: tuple) -> Origin:
+        kfile, kind = generator
+        directory = posixpath.dirname(kfile) or "."
+        layer = self.layer(directory)
+        if layer is None:
+            return Origin(kfile, 1, 1, "generator")
+        kust = layer.kust
+        field_name = "secretGenerator" if kind == "SecretGenerator" else "configMapGenerator"
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        gens = kust.data.get(field_name) or []
+        idx = None
+        best = -1
+        for i, g in enumerate(gens):
+            gname = str(g.get("name") or "") if isinstance(g, dict) else ""
+            if gname and gname in name and len(gname) > best:
+                idx, best = i, len(gname)
+        if idx is None:
+            return Origin(kfile, kust.doc.line, kust.doc.line, "generator")
+        gen = gens[idx]
+        entry = kust.doc.span((field_name, idx)) or (kust.doc.line, kust.doc.line)
+        if len(segs) == 2 and segs[0] in ("data", "stringData", "binaryData") and isinstance(segs[1], str):
+            key = segs[1]
+            for j, lit in enumerate(gen.get("literals") or []):
+                if isinstance(lit, str) and lit.split("=", 1)[0].strip() == key:
+                    span = kust.doc.span((field_name, idx, "literals", j)) or entry
+                    return Origin(kfile, span[0], span[1], "generator", "literal")
+            for fld in ("envs", "files"):
+                for item in gen.get(fld) or []:
+                    if not isinstance(item, str):
+                        continue
+                    ref_key, _, ref_path = item.partition("=") if "=" in item else (posixpath.basename(item), "", item)
+                    try:
+                        rel = self.tree.resolve(directory, ref_path)
+                    except ValueError:
+                        continue
+                    if fld == "files" and ref_key == key:
+                        return Origin(rel, 1, 1, "generator", "file")
+                    if fld == "envs":
+                        for n, line in enumerate(self.tree.lines(rel), 1):
+                            if line.split("=", 1)[0].strip() == key:
+                                return Origin(rel, n, n, "generator", "env")
+        name_span = kust.doc.span((field_name, idx, "name"))
+        line = name_span[0] if name_span else entry[0]
+        return Origin(kfile, line, line, "generator")
+
+
+def _get(obj: Any, segs: tuple) -> Any:
+    from bot.model import get_path
+
+    return get_path(obj, segs)

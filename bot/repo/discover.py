@@ -1,0 +1,208 @@
+"""Discovery: kustomization directories, Flux objects, and the build targets Flux would apply.
+
+Targets are each Flux Kustomization's `spec.path`, plus every overlay under `overlays/<env>/`
+that no Flux Kustomization reaches (only the top-most such overlay: one that another unreached
+overlay includes is built as part of it).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from bot.model import FluxRef, Target
+from bot.repo.environments import env_from_path, overlay_env
+from bot.repo.graph import Graph, Inputs, touches
+from bot.repo.kustomization import BuildError
+from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape, RepoTree
+from bot.yamlpos import YamlError
+
+FLUX_KINDS = {
+    "kustomize.toolkit.fluxcd.io": {"Kustomization"},
+    "helm.toolkit.fluxcd.io": {"HelmRelease"},
+    "source.toolkit.fluxcd.io": {"GitRepository", "OCIRepository", "HelmRepository", "Bucket", "HelmChart"},
+    "source.extensions.fluxcd.io": {"ArtifactGenerator"},
+}
+BOOTSTRAP_SOURCE = "flux-system"
+
+
+def flux_kind(obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+    kind = obj.get("kind")
+    return kind if kind in FLUX_KINDS.get(group, ()) else None
+
+
+@dataclass
+class RepoModel:
+    """Everything known about one repository tree before rendering."""
+
+    tree: RepoTree
+    aliases: Mapping[str, str] | None = None
+    default_environment: str | None = None
+    yaml_errors: dict[str, YamlError] = field(default_factory=dict)
+
+    @cached_property
+    def graph(self) -> Graph:
+        return Graph(self.tree)
+
+    @cached_property
+    def kustomization_dirs(self) -> tuple[str, ...]:
+        dirs = {posixpath.dirname(f) or "." for f in self.tree.files if posixpath.basename(f) in KUSTOMIZATION_NAMES}
+        return tuple(sorted(dirs))
+
+    @cached_property
+    def flux_objects(self) -> tuple[FluxRef, ...]:
+        out: list[FluxRef] = []
+        for rel in self.tree.files:
+            if not rel.endswith(YAML_SUFFIXES):
+                continue
+            try:
+                docs = self.tree.docs(rel)
+            except YamlError as exc:
+                self.yaml_errors[rel] = exc
+                continue
+            for doc in docs:
+                kind = flux_kind(doc.data)
+                if not kind:
+                    continue
+                meta = doc.data.get("metadata") or {}
+                spec = doc.data.get("spec") if isinstance(doc.data.get("spec"), dict) else {}
+                name_span = doc.span(("metadata", "name"))
+                out.append(FluxRef(kind, str(meta.get("name") or ""), str(meta.get("namespace") or ""),
+                                   rel, name_span[0] if name_span else doc.line, spec))
+        return tuple(out)
+
+    def flux_kustomizations(self) -> list[FluxRef]:
+        return [f for f in self.flux_objects if f.kind == "Kustomization"]
+
+    def _is_self(self, kind: str, name: str) -> bool:
+        """Whether a source is this repository: the bootstrap GitRepository, one with the same URL,
+        or a GitRepository the repo does not define (the usual `flux-system` sync)."""
+        if kind != "GitRepository":
+            return False
+        repos = {f.name: f for f in self.flux_objects if f.kind == "GitRepository"}
+        boot = repos.get(BOOTSTRAP_SOURCE)
+        mine = repos.get(name)
+        if name == BOOTSTRAP_SOURCE or mine is None:
+            return True
+        return boot is not None and mine.spec.get("url") == boot.spec.get("url")
+
+    def _artifact_path(self, artifact: str, path: str) -> str | None:
+        """Map a path inside an ArtifactGenerator's artifact back to the repository path it copies."""
+        for gen in self.flux_objects:
+            if gen.kind != "ArtifactGenerator":
+                continue
+            aliases = {s.get("alias"): s for s in gen.spec.get("sources") or [] if isinstance(s, dict)}
+            for art in gen.spec.get("artifacts") or []:
+                if not isinstance(art, dict) or art.get("name") != artifact:
+                    continue
+                for copy in art.get("copy") or []:
+                    src, dst = str(copy.get("from") or ""), str(copy.get("to") or "")
+                    alias, _, rest = src.lstrip("@").partition("/")
+                    source = aliases.get(alias) or {}
+                    if not self._is_self(str(source.get("kind")), str(source.get("name"))):
+                        continue
+                    src_dir = rest.split("*", 1)[0].rstrip("/")
+                    dst_dir = dst.removeprefix("@artifact").strip("/")
+                    norm = posixpath.normpath(path.strip("/")) if path.strip("./") else ""
+                    if dst_dir == "" or norm == dst_dir or norm.startswith(dst_dir + "/"):
+                        return posixpath.normpath(posixpath.join(src_dir, norm[len(dst_dir):].lstrip("/")))
+        return None
+
+    def flux_path(self, ref: FluxRef) -> str | None:
+        """Repository-relative directory a Flux Kustomization builds, or None when its source is not
+        this repository (another GitRepository, an OCIRepository, a Bucket)."""
+        raw = ref.spec.get("path") or "./"
+        source = ref.spec.get("sourceRef") or {}
+        if not isinstance(raw, str) or not isinstance(source, dict):
+            return None
+        kind, name = str(source.get("kind") or "GitRepository"), str(source.get("name") or "")
+        if kind == "ExternalArtifact":
+            raw = self._artifact_path(name, raw)
+            if raw is None:
+                return None
+        elif not self._is_self(kind, name):
+            return None
+        try:
+            return self.tree.resolve(".", raw.lstrip("/") or ".")
+        except PathEscape:
+            return None
+
+    def environment_of(self, path: str, flux: FluxRef | None) -> str | None:
+        env = None
+        if flux is not None:
+            env = env_from_path(flux.file, self.aliases, ("clusters",)) or env_from_path(path, self.aliases)
+        else:
+            env = overlay_env(path, self.aliases) or env_from_path(path, self.aliases)
+        return env or self.default_environment
+
+    def substitute_sources(self, ref: FluxRef) -> list[str]:
+        """Files defining the ConfigMaps/Secrets a Flux Kustomization substitutes from."""
+        wanted = {(s.get("kind"), s.get("name")) for s in ((ref.spec.get("postBuild") or {}).get("substituteFrom") or [])
+                  if isinstance(s, dict)}
+        if not wanted:
+            return []
+        return sorted({rel for rel, obj in self.source_objects() if (obj.get("kind"), (obj.get("metadata") or {}).get("name")) in wanted})
+
+    def source_objects(self) -> Iterable[tuple[str, dict]]:
+        """Every Kubernetes object defined in a YAML file of the tree (for lookups by kind/name)."""
+        for rel in self.tree.files:
+            if rel.endswith(YAML_SUFFIXES) and posixpath.basename(rel) not in KUSTOMIZATION_NAMES:
+                try:
+                    docs = self.tree.docs(rel)
+                except YamlError:
+                    continue
+                for doc in docs:
+                    if isinstance(doc.data, dict) and doc.data.get("kind"):
+                        yield rel, doc.data
+
+    def inputs(self, target: Target) -> Inputs:
+        """Every file the target's build reads (the Flux file itself included)."""
+        if target.flux is None:
+            return self.graph.kustomization_inputs(target.path)
+        spec = target.flux.spec
+        comps = [c for c in (spec.get("components") or []) if isinstance(c, str)]
+        inputs = Inputs()
+        inputs.merge(self.graph.flux_inputs(target.path, comps, self.substitute_sources(target.flux)))
+        inputs.files.add(target.flux.file)
+        return inputs
+
+    @cached_property
+    def targets(self) -> tuple[Target, ...]:
+        out: list[Target] = []
+        reached: set[str] = set()
+        for ref in self.flux_kustomizations():
+            path = self.flux_path(ref)
+            if path is None or not self.tree.is_dir(path):
+                continue
+            target = Target(path, self.environment_of(path, ref), ref)
+            out.append(target)
+            reached |= self.inputs(target).dirs
+        unreached = [d for d in self.kustomization_dirs if overlay_env(d, self.aliases) and d not in reached]
+        included: set[str] = set()
+        for d in unreached:
+            included |= self.graph.kustomization_inputs(d).dirs - {d}
+        for d in unreached:
+            if d not in included:
+                out.append(Target(d, self.environment_of(d, None), None))
+        return tuple(sorted(out, key=lambda t: (t.path, t.key)))
+
+    def unreached_overlays(self) -> list[Target]:
+        """Overlays that no Flux Kustomization applies (they could only be applied by hand)."""
+        return [t for t in self.targets if t.flux is None]
+
+    def affected(self, changed: Iterable[str] = (), deleted: Iterable[str] = (),
+                 renamed: Iterable[tuple[str, str]] = ()) -> list[Target]:
+        """Targets whose rendered output a change to these paths can alter (renames count both paths)."""
+        paths = set(changed) | set(deleted)
+        for old, new in renamed:
+            paths |= {old, new}
+        return [t for t in self.targets if any(touches(self.inputs(t), p) for p in paths)]
+
+    def build_errors(self, target: Target) -> list[BuildError]:
+        return list(self.inputs(target).errors)

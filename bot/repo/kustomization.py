@@ -1,0 +1,200 @@
+"""A kustomization file read as data: every path it names, and everything we refuse to build.
+
+The list of path-bearing fields follows Kustomize's `types.Kustomization`; each reference keeps
+the line it is written on, so a refusal or a build error can point at it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.repo.tree import PathEscape, RepoTree
+from bot.yamlpos import YamlDoc, YamlError
+
+BUILTIN_PLUGIN_KINDS = frozenset({
+    "AnnotationsTransformer", "ConfigMapGenerator", "HashTransformer", "IAMPolicyGenerator",
+    "ImageTagTransformer", "LabelTransformer", "LegacyOrderTransformer", "NamespaceTransformer",
+    "PatchJson6902Transformer", "PatchStrategicMergeTransformer", "PatchTransformer",
+    "PrefixSuffixTransformer", "PrefixTransformer", "SuffixTransformer", "ReplacementTransformer",
+    "ReplicaCountTransformer", "SecretGenerator", "SortOrderTransformer", "ValueAddTransformer",
+})
+FUNCTION_ANNOTATIONS = ("config.kubernetes.io/function", "config.k8s.io/function")
+HELM_FIELDS = ("helmCharts", "helmChartInflationGenerator", "helmGlobals")
+_REMOTE = re.compile(
+    r"^(?:[a-z][a-z0-9+.-]*://|git@|git::|gh:|github\.com[/:]|gitlab\.com[/:]|bitbucket\.org[/:])"
+    r"|\?(?:ref|version|timeout|submodules)=|\.git(?://|$)",
+    re.IGNORECASE,
+)
+
+
+class BuildError(Exception):
+    """A target that cannot be built, with the source position responsible where known."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file and self.line else (f"{self.file}: " if self.file else "")
+        return f"{where}{self.message}"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A path named by a kustomization field. `path` is repository-relative; None when inline."""
+
+    field: str
+    value: str
+    path: str | None
+    line: int
+    expect: str  # "any" (file or kustomization dir), "file", "dir"
+
+
+@dataclass
+class Kustomization:
+    dir: str
+    file: str
+    data: dict[str, Any]
+    doc: YamlDoc
+    refs: list[Ref] = field(default_factory=list)
+
+    def line_of(self, *segments: Any) -> int:
+        span = self.doc.span(segments)
+        return span[0] if span else self.doc.line
+
+
+def is_remote(value: str) -> bool:
+    return bool(_REMOTE.search(value.strip()))
+
+
+def _inline(value: str) -> bool:
+    """Kustomize treats a patch/config entry holding YAML (a newline or a mapping) as inline."""
+    return "\n" in value or bool(re.match(r"^\s*(apiVersion|kind|metadata)\s*:", value)) or value.lstrip().startswith("-")
+
+
+def generator_paths(gen: dict[str, Any]) -> list[tuple[str, str, tuple]]:
+    out: list[tuple[str, str, tuple]] = []
+    for i, item in enumerate(gen.get("files") or []):
+        if isinstance(item, str):
+            out.append(("files", item.split("=", 1)[1] if "=" in item else item, ("files", i)))
+    for i, item in enumerate(gen.get("envs") or []):
+        if isinstance(item, str):
+            out.append(("envs", item, ("envs", i)))
+    if isinstance(gen.get("env"), str):
+        out.append(("env", gen["env"], ("env",)))
+    return out
+
+
+def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
+    """Parse the kustomization of `directory` and resolve every path it names.
+
+    Raises BuildError at the offending line for anything we refuse to build: remote
+    references, absolute paths, paths or symlinks leaving the root, Helm chart inflation and
+    exec/KRM plugins.
+    """
+    kfile = tree.kustomization_file(directory)
+    if kfile is None:
+        raise BuildError(f"no kustomization file in {directory}", directory)
+    try:
+        docs = tree.docs(kfile)
+    except YamlError as exc:
+        raise BuildError(exc.message, kfile, exc.line) from None
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        raise BuildError("a kustomization file must hold exactly one YAML mapping", kfile, docs[0].line if docs else 1)
+    doc = docs[0]
+    kust = Kustomization(directory, kfile, doc.data, doc)
+    data = doc.data
+
+    for name in HELM_FIELDS:
+        if data.get(name):
+            raise BuildError(f"`{name}` (Helm chart inflation) is not rendered: it runs helm and may fetch charts",
+                             kfile, kust.line_of(name))
+
+    def add(fld: str, value: Any, segs: tuple, expect: str, inline_ok: bool = False) -> None:
+        line = kust.line_of(*segs)
+        if not isinstance(value, str):
+            if isinstance(value, dict) and inline_ok:
+                kust.refs.append(Ref(fld, "", None, line, expect))
+                return
+            raise BuildError(f"`{fld}` entry must be a string", kfile, line)
+        if inline_ok and _inline(value):
+            kust.refs.append(Ref(fld, value, None, line, expect))
+            return
+        if is_remote(value):
+            raise BuildError(f"remote reference {value!r} is not fetched: vendor it into the repository", kfile, line)
+        try:
+            rel = tree.resolve(directory, value)
+        except PathEscape as exc:
+            raise BuildError(str(exc), kfile, line) from None
+        kust.refs.append(Ref(fld, value, rel, line, expect))
+
+    for fld in ("resources", "bases"):
+        for i, value in enumerate(data.get(fld) or []):
+            add(fld, value, (fld, i), "any")
+    for i, value in enumerate(data.get("components") or []):
+        add("components", value, ("components", i), "dir")
+    for i, patch in enumerate(data.get("patches") or []):
+        if isinstance(patch, dict) and isinstance(patch.get("path"), str):
+            add("patches", patch["path"], ("patches", i, "path"), "file")
+    for i, patch in enumerate(data.get("patchesStrategicMerge") or []):
+        add("patchesStrategicMerge", patch, ("patchesStrategicMerge", i), "file", inline_ok=True)
+    for i, patch in enumerate(data.get("patchesJson6902") or []):
+        if isinstance(patch, dict) and isinstance(patch.get("path"), str):
+            add("patchesJson6902", patch["path"], ("patchesJson6902", i, "path"), "file")
+    for gen_field in ("configMapGenerator", "secretGenerator"):
+        for i, gen in enumerate(data.get(gen_field) or []):
+            if isinstance(gen, dict):
+                for sub, value, segs in generator_paths(gen):
+                    add(f"{gen_field}.{sub}", value, (gen_field, i) + segs, "file")
+    for fld in ("configurations", "crds"):
+        for i, value in enumerate(data.get(fld) or []):
+            add(fld, value, (fld, i), "file")
+    openapi = data.get("openapi")
+    if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+        add("openapi", openapi["path"], ("openapi", "path"), "file")
+    for i, rep in enumerate(data.get("replacements") or []):
+        if isinstance(rep, dict) and isinstance(rep.get("path"), str):
+            add("replacements", rep["path"], ("replacements", i, "path"), "file")
+    for fld in ("generators", "transformers", "validators"):
+        for i, value in enumerate(data.get(fld) or []):
+            add(fld, value, (fld, i), "any", inline_ok=True)
+            ref = kust.refs[-1]
+            if ref.path is None:
+                _check_plugin_config(value if isinstance(value, str) else "", kfile, ref.line, inline=value)
+    return kust
+
+
+def _check_plugin_config(text: str, file: str, line: int, inline: Any = None, docs: list | None = None) -> None:
+    """Refuse generator/transformer configs that name an exec or KRM function plugin."""
+    from bot.yamlpos import load_data
+
+    if docs is None:
+        if isinstance(inline, dict):
+            docs = [inline]
+        else:
+            try:
+                docs = load_data(text, file)
+            except YamlError as exc:
+                raise BuildError(exc.message, file, line) from None
+    for cfg in docs:
+        if not isinstance(cfg, dict):
+            continue
+        ann = (cfg.get("metadata") or {}).get("annotations") or {}
+        if isinstance(ann, dict) and any(a in ann for a in FUNCTION_ANNOTATIONS):
+            raise BuildError("KRM function plugins are not run", file, line)
+        if cfg.get("kind") and cfg.get("kind") not in BUILTIN_PLUGIN_KINDS:
+            raise BuildError(f"plugin kind {cfg.get('kind')!r} is not a Kustomize builtin; plugins are not run",
+                             file, line)
+
+
+def check_plugin_file(tree: RepoTree, rel: str, kfile: str, line: int) -> None:
+    """A transformer/generator config file must hold only builtin plugin configs."""
+    try:
+        docs = [d.data for d in tree.docs(rel)]
+    except YamlError as exc:
+        raise BuildError(exc.message, rel, exc.line) from None
+    _check_plugin_config("", kfile, line, docs=docs)
