@@ -1,1 +1,116 @@
-"""The rule catalogue: one module per rule id."""
+"""The rule catalogue: one module per rule id, each defining `RULE = Rule(...)`.
+
+The registry finds them by walking this package, loads the seed policy from `policy.yaml`, and runs
+the environment-scope rules over one rendered environment, applying the repository's severity
+overrides, ignored paths and suppression annotations.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from bot.model import Finding, ResourceId
+from bot.objects import EnvContext
+from rules.base import Rule
+from rules.suppression import Suppression, apply_suppressions, suppressions_of
+
+if TYPE_CHECKING:
+    from bot.config import Config
+
+POLICY_FILE = Path(__file__).with_name("policy.yaml")
+
+# The order of the catalogue in spec/rules.md, which docs and reports follow.
+CATALOGUE_ORDER = (
+    "hardcoded-secret",
+    "sops-coverage",
+    "missing-resources",
+    "latest-tag",
+    "missing-probes",
+    "single-replica",
+    "env-defaults",
+    "missing-network-policy",
+    "missing-labels",
+    "direct-apply",
+    "flux-config",
+    "build-error",
+    "probe-port",
+    "service-selector",
+    "route-backend",
+)
+
+
+@cache
+def _registry() -> dict[str, Rule]:
+    found: dict[str, Rule] = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        rule = getattr(module, "RULE", None)
+        if isinstance(rule, Rule):
+            if rule.id.replace("-", "_") != info.name:
+                raise RuntimeError(
+                    f"rules/{info.name}.py defines rule {rule.id!r}; the module must be named after it"
+                )
+            found[rule.id] = rule
+    rank = {rid: i for i, rid in enumerate(CATALOGUE_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
+def all_rules() -> list[Rule]:
+    return list(_registry().values())
+
+
+def get_rule(rule_id: str) -> Rule:
+    """The rule with this id; KeyError names the id when there is none."""
+    try:
+        return _registry()[rule_id]
+    except KeyError:
+        raise KeyError(f"unknown rule id {rule_id!r}") from None
+
+
+@cache
+def _policy_text() -> str:
+    return POLICY_FILE.read_text(encoding="utf-8")
+
+
+def default_policy() -> dict[str, Any]:
+    """A fresh copy of the seed policy (callers may merge into it)."""
+    return yaml.safe_load(_policy_text())
+
+
+def run_env_rules(ctx: EnvContext, config: Config | None = None) -> list[Finding]:
+    """Every enabled environment-scope rule over `ctx`, with overrides and suppressions applied.
+
+    `ctx.policy` is expected to be `effective_policy(config)`; findings in ignored paths are dropped,
+    suppressed ones are kept with `suppressed=True`.
+    """
+    if config is None:
+        from bot.config import Config
+
+        config = Config.default()
+    by_id: dict[ResourceId, list[Suppression]] = {}
+    for obj in ctx.objects:
+        by_id.setdefault(obj.id, []).extend(suppressions_of(obj))
+    out: list[Finding] = []
+    for rule in all_rules():
+        if rule.scope != "env" or rule.check is None:
+            continue
+        severity = config.severity_for(rule, ctx.environment)
+        if severity is None:
+            continue
+        overridden = config.has_severity_override(rule.id, ctx.environment)
+        effective = replace(rule, params={**rule.params, **config.params_for(rule.id)})
+        for f in effective.check(ctx, effective):
+            if config.is_ignored(f.origin.file):
+                continue
+            if overridden:
+                f.severity = severity
+            forbidden = rule.id in config.forbid_suppression
+            out.append(apply_suppressions(f, by_id.get(f.resource, []) if f.resource else [], forbidden))
+    return out

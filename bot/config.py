@@ -1,0 +1,326 @@
+"""`.github/infra-review.yml`: a repository's own settings, validated strictly.
+
+An unknown key anywhere is a `ConfigError` naming the key and where it is
+(`rules.latest-tag.severty: unknown key`), because a misspelt setting that is silently ignored
+looks like a setting that works. Defaults come from `rules/policy.yaml` and the rule modules.
+
+    environments:
+      aliases: {qa: staging}                 # extra names for environments
+      paths: {production: ["deploy/prod/**"]}  # where an environment's overlays live
+    rules:
+      latest-tag:
+        severity: warning                    # every environment, or per environment:
+        # severity: {production: error, development: off}
+        params: {...}                        # the rule's parameters (see docs/rules.md)
+      single-replica: off                    # shorthand for severity: off
+    policy:                                  # overrides rules/policy.yaml (maps merge, lists replace)
+      environments: {production: {replicas: 4}}
+      labels: {required: [...], managed_by: flux}
+      sensitive_names: [...]
+      credential_patterns: [{name: ..., regex: ...}]
+    ignore: ["legacy/**"]                    # findings located in these files are dropped
+    fail_on: new                             # new | all
+    comments: added                          # added | diff | none
+    forbid_suppression: [hardcoded-secret]
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from bot.model import SEVERITIES
+
+TOP_KEYS = ("environments", "rules", "policy", "ignore", "fail_on", "comments", "forbid_suppression")
+FAIL_ON = ("new", "all")
+COMMENT_MODES = ("added", "diff", "none")
+OFF = "off"
+DEFAULT_ALIASES = {
+    "dev": "development",
+    "stage": "staging",
+    "stg": "staging",
+    "prod": "production",
+    "prd": "production",
+}
+ENV_ROW_KEYS = ("replicas", "requests", "limits", "log_level")
+LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message starts with the key's location."""
+
+
+@dataclass(frozen=True)
+class Config:
+    aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    env_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    severities: dict[str, dict[str, str | None]] = field(default_factory=dict)  # rule -> env|'*' -> sev
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)  # overrides, not yet merged
+    ignore: tuple[str, ...] = ()
+    fail_on: str = "new"
+    comments: str = "added"
+    forbid_suppression: frozenset[str] = frozenset()
+
+    @classmethod
+    def default(cls) -> Config:
+        return cls()
+
+    def severity_for(self, rule: Any, environment: str | None) -> str | None:
+        """The severity `rule` has in `environment` here (None: off)."""
+        over = self.severities.get(rule.id, {})
+        env = normalise_env(environment, self) if environment else ""
+        if env in over:
+            return over[env]
+        if "*" in over:
+            return over["*"]
+        return rule.severity_for(env or None)
+
+    def has_severity_override(self, rule_id: str, environment: str | None) -> bool:
+        over = self.severities.get(rule_id, {})
+        return "*" in over or (environment is not None and normalise_env(environment, self) in over)
+
+    def params_for(self, rule_id: str) -> dict[str, Any]:
+        return dict(self.params.get(rule_id, {}))
+
+    def is_ignored(self, path: str | None) -> bool:
+        return bool(path) and any(_glob(g).fullmatch(path) for g in self.ignore)
+
+    def env_for_path(self, path: str) -> str | None:
+        """The environment whose configured path globs match `path`, if any."""
+        for env, globs in self.env_paths.items():
+            if any(_glob(g).fullmatch(path.strip("/")) for g in globs):
+                return env
+        return None
+
+
+def normalise_env(name: str, config: Config | None = None) -> str:
+    """Canonical environment name: lower-cased, then through the aliases (unknown names pass through)."""
+    low = name.strip().lower()
+    aliases = config.aliases if config else DEFAULT_ALIASES
+    return aliases.get(low, low)
+
+
+@cache
+def _glob(pattern: str) -> re.Pattern[str]:
+    """`**` spans directories, `*` and `?` stay within one; a trailing `/` means everything below."""
+    pattern = pattern.strip()
+    pattern = pattern[2:] if pattern.startswith("./") else pattern
+    if pattern.endswith("/"):
+        pattern += "**"
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def _where(loc: str, key: Any) -> str:
+    return f"{loc}.{key}" if loc else str(key)
+
+
+def _mapping(value: Any, loc: str, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{loc}: must be a mapping, not {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"{_where(loc, key)}: keys must be strings")
+        if allowed is not None and key not in allowed:
+            raise ConfigError(f"{_where(loc, key)}: unknown key (expected one of: {', '.join(allowed)})")
+    return value
+
+
+def _strings(value: Any, loc: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{loc}: must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _choice(value: Any, loc: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{loc}: must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _severity(value: Any, loc: str) -> str | None:
+    if value is False:  # YAML `off` is a string here (bounded loader), but accept a bare false too
+        return None
+    text = str(value).lower() if isinstance(value, str) else value
+    _choice(text, loc, (*SEVERITIES, OFF))
+    return None if text == OFF else text
+
+
+def _rule_ids() -> dict[str, Any]:
+    from rules import all_rules
+
+    return {r.id: r for r in all_rules()}
+
+
+def _parse_rules(raw: Any, config_aliases: dict[str, str]) -> tuple[dict, dict]:
+    rules = _rule_ids()
+    severities: dict[str, dict[str, str | None]] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for rule_id, body in _mapping(raw, "rules").items():
+        loc = f"rules.{rule_id}"
+        if rule_id not in rules:
+            raise ConfigError(f"{loc}: unknown key (no rule has this id)")
+        if not isinstance(body, dict):
+            severities[rule_id] = {"*": _severity(body, loc)}
+            continue
+        body = _mapping(body, loc, ("severity", "params"))
+        sev = body.get("severity")
+        if isinstance(sev, dict):
+            severities[rule_id] = {
+                config_aliases.get(env.lower(), env.lower()): _severity(v, f"{loc}.severity.{env}")
+                for env, v in _mapping(sev, f"{loc}.severity").items()
+            }
+        elif "severity" in body:
+            severities[rule_id] = {"*": _severity(sev, f"{loc}.severity")}
+        if "params" in body:
+            known = tuple(rules[rule_id].params)
+            given = _mapping(body["params"], f"{loc}.params", known)
+            for key, value in given.items():
+                default = rules[rule_id].params[key]
+                if type(value) is not type(default) and not (
+                    isinstance(default, float) and isinstance(value, int)
+                ):
+                    raise ConfigError(f"{loc}.params.{key}: must be a {type(default).__name__}")
+            params[rule_id] = dict(given)
+    return severities, params
+
+
+def _parse_policy(raw: Any, aliases: dict[str, str]) -> dict[str, Any]:
+    policy = _mapping(raw, "policy", ("environments", "labels", "sensitive_names", "credential_patterns"))
+    out: dict[str, Any] = {}
+    if "environments" in policy:
+        envs: dict[str, Any] = {}
+        for env, row in _mapping(policy["environments"], "policy.environments").items():
+            loc = f"policy.environments.{env}"
+            row = _mapping(row, loc, ENV_ROW_KEYS)
+            for part in ("requests", "limits"):
+                for res, q in _mapping(row.get(part), f"{loc}.{part}", ("cpu", "memory")).items():
+                    from rules.base import parse_quantity
+
+                    if parse_quantity(q) is None:
+                        raise ConfigError(f"{loc}.{part}.{res}: {q!r} is not a Kubernetes quantity")
+            if "replicas" in row and (not isinstance(row["replicas"], int) or row["replicas"] < 0):
+                raise ConfigError(f"{loc}.replicas: must be a non-negative integer")
+            if "log_level" in row:
+                _choice(str(row["log_level"]).lower(), f"{loc}.log_level", LOG_LEVELS)
+            envs[aliases.get(env.lower(), env.lower())] = row
+        out["environments"] = envs
+    if "labels" in policy:
+        labels = _mapping(policy["labels"], "policy.labels", ("required", "managed_by"))
+        out["labels"] = {}
+        if "required" in labels:
+            out["labels"]["required"] = list(_strings(labels["required"], "policy.labels.required"))
+        if "managed_by" in labels:
+            if not isinstance(labels["managed_by"], str):
+                raise ConfigError("policy.labels.managed_by: must be a string")
+            out["labels"]["managed_by"] = labels["managed_by"]
+    if "sensitive_names" in policy:
+        out["sensitive_names"] = list(_strings(policy["sensitive_names"], "policy.sensitive_names"))
+    if "credential_patterns" in policy:
+        pats = policy["credential_patterns"]
+        if not isinstance(pats, list):
+            raise ConfigError("policy.credential_patterns: must be a list of {name, regex}")
+        for i, pat in enumerate(pats):
+            loc = f"policy.credential_patterns[{i}]"
+            pat = _mapping(pat, loc, ("name", "regex"))
+            if not isinstance(pat.get("name"), str) or not isinstance(pat.get("regex"), str):
+                raise ConfigError(f"{loc}: needs a string name and regex")
+            try:
+                re.compile(pat["regex"])
+            except re.error as exc:
+                raise ConfigError(f"{loc}.regex: invalid regular expression: {exc}") from None
+        out["credential_patterns"] = [dict(p) for p in pats]
+    return out
+
+
+def parse_config(text: str | None) -> Config:
+    """Parse the text of `.github/infra-review.yml` (None or empty: the defaults)."""
+    from bot.yamlpos import YamlError, load_data
+
+    if not text or not text.strip():
+        return Config.default()
+    try:
+        docs = load_data(text, ".github/infra-review.yml")
+    except YamlError as exc:
+        raise ConfigError(
+            f"invalid YAML: {exc.message}" + (f" (line {exc.line})" if exc.line else "")
+        ) from None
+    if len(docs) > 1:
+        raise ConfigError("the file must hold one YAML document")
+    raw = _mapping(docs[0] if docs else None, "", TOP_KEYS)
+
+    envs = _mapping(raw.get("environments"), "environments", ("aliases", "paths"))
+    aliases = dict(DEFAULT_ALIASES)
+    for alias, target in _mapping(envs.get("aliases"), "environments.aliases").items():
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"environments.aliases.{alias}: must name an environment")
+        aliases[alias.lower()] = aliases.get(target.lower(), target.lower())
+    env_paths = {
+        aliases.get(env.lower(), env.lower()): _strings(globs, f"environments.paths.{env}")
+        for env, globs in _mapping(envs.get("paths"), "environments.paths").items()
+    }
+    severities, params = _parse_rules(raw.get("rules"), aliases)
+    known = _rule_ids()
+    forbid = _strings(raw.get("forbid_suppression"), "forbid_suppression")
+    for rid in forbid:
+        if rid not in known:
+            raise ConfigError(f"forbid_suppression: {rid!r} is not a rule id")
+    return Config(
+        aliases=aliases,
+        env_paths=env_paths,
+        severities=severities,
+        params=params,
+        policy=_parse_policy(raw.get("policy"), aliases),
+        ignore=_strings(raw.get("ignore"), "ignore"),
+        fail_on=_choice(raw.get("fail_on", "new"), "fail_on", FAIL_ON),
+        comments=_choice(raw.get("comments", "added"), "comments", COMMENT_MODES),
+        forbid_suppression=frozenset(forbid),
+    )
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(over)
+
+
+def effective_policy(config: Config | None = None) -> dict[str, Any]:
+    """The seed policy with the repository's overrides merged in (maps merge, lists replace)."""
+    from rules import default_policy
+
+    config = config or Config.default()
+    policy = default_policy()
+    policy["aliases"] = {**policy.get("aliases", {}), **config.aliases}
+    return _merge(policy, config.policy)

@@ -1,0 +1,289 @@
+"""What every rule module is made of: the `Rule` record and the helpers several rules share.
+
+Rules judge rendered objects, so the helpers here walk what Flux would apply: workloads by their
+real API group, their pod specs and containers, each with the field path that `RenderedObject.origin`
+maps back to a source line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bot.model import Finding, Suggestion, format_path, parse_path
+from bot.objects import EnvContext, RenderedObject
+
+Check = Callable[[EnvContext, "Rule"], Iterable[Finding]]
+FALLBACK_ENVIRONMENT = "production"
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One rule of the catalogue. `severity[env] is None` means the rule is off there.
+
+    `check` is None for repository-scope rules that judge the repo model rather than rendered
+    objects; the registry does not run those per environment.
+    """
+
+    id: str
+    title: str
+    rationale: str
+    remediation: str
+    severity: dict[str, str | None]
+    params: dict[str, Any] = field(default_factory=dict)
+    scope: str = "env"
+    check: Check | None = None
+    edge_cases: tuple[str, ...] = ()
+
+    def severity_for(self, environment: str | None) -> str | None:
+        """Default severity in an environment; an environment the table does not name is judged
+        as production (fail safe: a custom environment gets the strictest column)."""
+        if environment in self.severity:
+            return self.severity[environment]
+        return self.severity.get(FALLBACK_ENVIRONMENT)
+
+
+def all_envs(severity: str | None) -> dict[str, str | None]:
+    return {"production": severity, "staging": severity, "development": severity}
+
+
+def per_env(production: str | None, staging: str | None, development: str | None) -> dict[str, str | None]:
+    return {"production": production, "staging": staging, "development": development}
+
+
+# --- kinds -------------------------------------------------------------------------------
+
+# Kinds count only with their real API group: `apiVersion: v1` + `kind: Deployment` is not a
+# Deployment (the API server would reject it), and OpenShift's DeploymentConfig is not in the list.
+WORKLOAD_GROUPS: dict[str, frozenset[str]] = {
+    "Deployment": frozenset({"apps", "extensions"}),
+    "StatefulSet": frozenset({"apps"}),
+    "DaemonSet": frozenset({"apps", "extensions"}),
+    "ReplicaSet": frozenset({"apps", "extensions"}),
+    "Job": frozenset({"batch"}),
+    "CronJob": frozenset({"batch"}),
+    "Pod": frozenset({""}),
+}
+SHORT_LIVED = frozenset({"Job", "CronJob"})
+
+
+def is_kind(obj: RenderedObject, kind: str, *groups: str) -> bool:
+    return obj.id.kind == kind and obj.id.group in groups
+
+
+def is_workload(obj: RenderedObject) -> bool:
+    return obj.id.group in WORKLOAD_GROUPS.get(obj.id.kind, ())
+
+
+def is_long_running(obj: RenderedObject) -> bool:
+    return is_workload(obj) and obj.id.kind not in SHORT_LIVED
+
+
+def pod_spec_path(kind: str) -> str:
+    if kind == "Pod":
+        return "spec"
+    if kind == "CronJob":
+        return "spec.jobTemplate.spec.template.spec"
+    return "spec.template.spec"
+
+
+def pod_meta_path(kind: str) -> str:
+    """Field path of the pod template's metadata (the resource's own for a Pod)."""
+    spec = pod_spec_path(kind)
+    return "metadata" if spec == "spec" else spec[: -len(".spec")] + ".metadata"
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    obj: RenderedObject
+    spec: dict[str, Any]
+    path: str
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        meta = get(self.obj.obj, pod_meta_path(self.obj.kind))
+        labels = meta.get("labels") if isinstance(meta, dict) else None
+        return labels if isinstance(labels, dict) else {}
+
+
+@dataclass(frozen=True)
+class Container:
+    pod: PodSpec
+    data: dict[str, Any]
+    path: str
+    init: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.data.get("name") or "")
+
+    @property
+    def obj(self) -> RenderedObject:
+        return self.pod.obj
+
+
+def get(data: Any, path: str) -> Any:
+    cur = data
+    for key in path.split("."):
+        cur = cur.get(key) if isinstance(cur, dict) else None
+    return cur
+
+
+def workloads(objects: Iterable[RenderedObject], long_running: bool = False) -> Iterator[PodSpec]:
+    """Pod specs of the workloads among `objects`, with their field-path prefix."""
+    for obj in objects:
+        if not (is_long_running(obj) if long_running else is_workload(obj)):
+            continue
+        path = pod_spec_path(obj.kind)
+        spec = get(obj.obj, path)
+        if isinstance(spec, dict):
+            yield PodSpec(obj, spec, path)
+
+
+_UNSAFE_NAME = re.compile(r'[\[\]".]|^\d+$')
+
+
+def containers(pod: PodSpec, init: bool = True) -> Iterator[Container]:
+    """Containers (then init containers) with paths like `spec.template.spec.containers[api]`."""
+    keys = ("containers", "initContainers") if init else ("containers",)
+    for key in keys:
+        items = pod.spec.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            name = str(item.get("name") or "")
+            sel = f"[{name}]" if name and not _UNSAFE_NAME.search(name) else f"[{i}]"
+            yield Container(pod, item, f"{pod.path}.{key}{sel}", key == "initContainers")
+
+
+def key_path(prefix: str, key: str) -> str:
+    """`prefix` (a field path) followed by one literal key, quoted where it needs to be."""
+    return format_path(list(parse_path(prefix)) + [key]) if prefix else format_path([key])
+
+
+# --- findings ----------------------------------------------------------------------------
+
+
+def finding(
+    rule: Rule,
+    ctx: EnvContext,
+    obj: RenderedObject,
+    field: str,
+    message: str,
+    remediation: str | None = None,
+    container: str | None = None,
+    suggestion: Suggestion | None = None,
+    locate_path: str | None = None,
+    severity: str | None = None,
+) -> Finding:
+    """A finding on `obj` at field path `field`, located at `locate_path` (default: `field`)."""
+    return Finding(
+        rule=rule.id,
+        severity=severity or rule.severity_for(ctx.environment) or "notice",
+        environment=ctx.environment,
+        message=message,
+        remediation=remediation or rule.remediation,
+        target=obj.target.path if obj.target else None,
+        resource=obj.id,
+        container=container,
+        field=field or None,
+        origin=obj.origin(locate_path if locate_path is not None else field),
+        suggestion=suggestion,
+    )
+
+
+def env_policy(ctx: EnvContext) -> dict[str, Any]:
+    """The environment-table row of the context's environment (production's row if unnamed)."""
+    table = ctx.policy.get("environments") or {}
+    row = table.get(ctx.environment) or table.get(FALLBACK_ENVIRONMENT) or {}
+    return row if isinstance(row, dict) else {}
+
+
+def source_line(ctx: EnvContext, file: str | None, line: int | None) -> str | None:
+    if not file or not line:
+        return None
+    try:
+        lines = ctx.read_lines(file)
+    except OSError:
+        return None
+    if not 0 < line <= len(lines):
+        return None
+    return lines[line - 1].rstrip("\r\n")
+
+
+def replace_scalar_line(ctx: EnvContext, obj: RenderedObject, path: str, new_value: str) -> Suggestion | None:
+    """Suggest `key: new_value` for the single source line that set the scalar at `path`."""
+    origin = obj.origin(path)
+    if origin.via not in ("manifest", "patch") or (origin.end_line or origin.line) != origin.line:
+        return None
+    text = source_line(ctx, origin.file, origin.line)
+    key = parse_path(path)[-1]
+    m = re.match(
+        r"^(\s*(?:-\s+)?)(['\"]?)" + re.escape(str(key)) + r"\2(\s*:\s*)([^#]*?)(\s*#.*)?$", text or ""
+    )
+    if not m or not m.group(4):
+        return None
+    comment = m.group(5) or ""
+    return Suggestion(
+        origin.file,
+        origin.line,
+        origin.line,
+        f"{m.group(1)}{m.group(2)}{key}{m.group(2)}{m.group(3)}{new_value}{comment}",
+    )
+
+
+# --- quantities --------------------------------------------------------------------------
+
+_SUFFIX = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)"
+_QUANTITY = re.compile(rf"^({_NUMBER})(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity (`100m`, `0.5`, `128Mi`, `1G`, `1e3`, a YAML number) as a Decimal."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    m = _QUANTITY.match(str(value).strip())
+    if not m:
+        return None
+    number, exponent, suffix = m.groups()
+    try:
+        base = Decimal(number)
+        return base * Decimal(f"1{exponent}") if exponent else base * _SUFFIX[suffix or ""]
+    except InvalidOperation:
+        return None
+
+
+# --- secrets-safe display ----------------------------------------------------------------
+
+
+def describe_value(value: str) -> str:
+    """How a secret-looking value may be shown: its length, and a 4-character prefix only when
+    that is well under half of it."""
+    if len(value) >= 12:
+        return f"value starting {value[:4]!r}…, {len(value)} characters"
+    return f"value of {len(value)} characters"

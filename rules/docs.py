@@ -1,0 +1,156 @@
+"""Generate docs/rules.md (and the README's rule table) from the rule modules and policy.yaml.
+
+python -m rules.docs           rewrite docs/rules.md
+python -m rules.docs --check   exit 1 if docs/rules.md is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rules import all_rules, default_policy
+from rules.base import Rule
+from rules.suppression import ANNOTATION
+
+DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+ENV_ORDER = ("production", "staging", "development")
+
+GENERAL = f"""\
+## How rules are applied
+
+- Rules run on **rendered** objects (what Flux would apply), once per environment, and each finding is
+  mapped to the source file and line that set the value; for a missing field, the line of the nearest
+  enclosing object (a container's `- name:` line, the resource's `metadata.name`).
+- **Workloads** are Deployment, StatefulSet, DaemonSet, ReplicaSet (group `apps`, or the legacy
+  `extensions`), Job, CronJob (`batch`) and Pod (core). A kind only counts with its real API group:
+  `apiVersion: v1` + `kind: Deployment` is not a Deployment (the API server rejects it), and OpenShift's
+  `DeploymentConfig` is not a workload here (it still gets `missing-labels`). **Long-running** means all
+  workloads but Jobs and CronJobs.
+- An environment not in the table below is judged with the production column and the production
+  row of the environment table (fail safe), unless `.github/infra-review.yml` defines it.
+- **Suppression**: the annotation `{ANNOTATION}: "<rule>[,<rule>]: <reason>"` on a resource or its pod
+  template suppresses those rules for that resource (several entries may be separated by `;` or new
+  lines). Suppressed findings are kept, marked `suppressed` with the reason. An entry without a reason
+  does not suppress: the finding stays active and its message says the annotation needs a reason. A
+  repository can forbid suppression of chosen rules with `forbid_suppression:`; the finding then says
+  so too.
+- **Per-repo settings** (`.github/infra-review.yml`): `rules.<id>.severity` (one value, or per
+  environment; `off` disables), `rules.<id>.params` (the parameters listed per rule), `policy:` (overrides
+  the table and lists below: mappings merge, lists replace), `environments.aliases`/`paths`, `ignore`
+  (globs; findings located in matching files are dropped), `fail_on: new|all`, `comments: added|diff|none`,
+  `forbid_suppression`. Any unknown key is an error naming the key.
+"""
+
+
+def _sev(value: str | None) -> str:
+    return value or "off"
+
+
+def _policy_section(policy: dict[str, Any]) -> list[str]:
+    envs = policy.get("environments") or {}
+    names = [e for e in ("development", "staging", "production") if e in envs]
+    out = ["## Default policy (`rules/policy.yaml`)", "", "| setting | " + " | ".join(names) + " |"]
+    out.append("|---|" + "---|" * len(names))
+    rows = [("replicas (minimum)", lambda r: r.get("replicas"))]
+    for part in ("requests", "limits"):
+        for res in ("cpu", "memory"):
+            rows.append((f"{part}.{res}", lambda r, p=part, x=res: (r.get(p) or {}).get(x)))
+    rows.append(("log level", lambda r: r.get("log_level")))
+    for label, get in rows:
+        out.append(f"| {label} | " + " | ".join(str(get(envs[n])) for n in names) + " |")
+    labels = policy.get("labels") or {}
+    out += [
+        "",
+        "Required labels: " + ", ".join(f"`{x}`" for x in labels.get("required") or [])
+        + f"; `app.kubernetes.io/managed-by` must be `{labels.get('managed_by')}`.",
+        "",
+        "Environment aliases: " + ", ".join(f"`{a}` → {e}" for a, e in (policy.get("aliases") or {}).items()) + ".",
+        "",
+        "Sensitive-name patterns (case-insensitive substrings): "
+        + ", ".join(f"`{x}`" for x in policy.get("sensitive_names") or []) + ".",
+        "",
+        "Credential-shaped values:",
+        "",
+    ]  # fmt: skip
+    out += [f"- {p['name']}: `{p['regex']}`" for p in policy.get("credential_patterns") or []]
+    return out + [""]
+
+
+def _rule_section(rule: Rule) -> list[str]:
+    sev = " / ".join(_sev(rule.severity.get(e)) for e in ENV_ORDER)
+    out = [
+        f"### `{rule.id}`: {rule.title}",
+        "",
+        f"- Severity (production / staging / development): {sev}",
+        f"- Scope: {'rendered objects, per environment' if rule.scope == 'env' else 'repository (files, Flux objects, builds)'}",
+        "",
+        f"**Why it matters.** {rule.rationale}",
+        "",
+        f"**How to fix.** {rule.remediation}",
+        "",
+    ]
+    if rule.params:
+        out += ["**Parameters** (`rules." + rule.id + ".params`):", ""]
+        out += [f"- `{k}`: default `{json.dumps(v)}`" for k, v in rule.params.items()]
+        out.append("")
+    if rule.edge_cases:
+        out += ["**Edge cases.**", ""] + [f"- {e}" for e in rule.edge_cases] + [""]
+    return out
+
+
+def render_markdown() -> str:
+    rules = all_rules()
+    lines = [
+        "# Rules",
+        "",
+        "<!-- Generated by `python -m rules.docs` from rules/*.py and rules/policy.yaml; do not edit. -->",
+        "",
+        "Rule ids are a public contract: they appear in JSON/SARIF output, suppressions and config.",
+        "",
+        readme_table(link_prefix=""),
+        "",
+        GENERAL,
+    ]
+    lines += _policy_section(default_policy())
+    lines += ["## Rules", ""]
+    for rule in rules:
+        lines += _rule_section(rule)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def readme_table(link_prefix: str = "docs/rules.md") -> str:
+    """The rule table for the README: id (linked to its section), title, severities."""
+    out = ["| id | what it flags | production / staging / development |", "|---|---|---|"]
+    for rule in all_rules():
+        sev = " / ".join(_sev(rule.severity.get(e)) for e in ENV_ORDER)
+        out.append(f"| [`{rule.id}`]({link_prefix}#{rule.id}-{_anchor(rule.title)}) | {rule.title} | {sev} |")
+    return "\n".join(out)
+
+
+def _anchor(title: str) -> str:
+    return "".join(ch for ch in title.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rules.docs", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/rules.md is stale")
+    args = parser.parse_args(argv)
+    text = render_markdown()
+    current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else None
+    if args.check:
+        if current != text:
+            print(f"{DOC_PATH} is stale: run `python -m rules.docs`", file=sys.stderr)
+            return 1
+        return 0
+    if current != text:
+        DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
+        DOC_PATH.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""hardcoded-secret: credentials committed in clear text (Secrets, env literals, ConfigMap data)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from bot.model import Finding
+from bot.objects import EnvContext, RenderedObject
+from rules.base import Rule, all_envs, containers, describe_value, finding, is_kind, key_path, workloads
+
+ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,.*\]$", re.S)
+REFERENCE = re.compile(r"^(?:\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\})+$")
+FILE_PATH = re.compile(r"^/[^\s:]*$")
+
+REMEDIATION = (
+    "Put the value in a Secret manifest encrypted with SOPS (`sops -e -i <file>`, covered by a "
+    "`.sops.yaml` creation rule) and reference it from the container with `valueFrom.secretKeyRef` "
+    "or `envFrom.secretRef`; then rotate the exposed credential, since it stays in git history."
+)
+
+
+def is_encrypted(value: str) -> bool:
+    return bool(ENCRYPTED.match(value.strip()))
+
+
+def sensitive_name(name: str, policy: dict[str, Any]) -> str | None:
+    """The first sensitive-name pattern found in `name` (case-insensitive; '-' and '.' read as '_')."""
+    norm = re.sub(r"[-.]", "_", name.lower())
+    for pattern in policy.get("sensitive_names") or ():
+        if str(pattern).lower() in norm:
+            return str(pattern)
+    return None
+
+
+def credential_shape(value: str, policy: dict[str, Any]) -> str | None:
+    """The name of the first credential pattern `value` contains."""
+    for pat in policy.get("credential_patterns") or ():
+        if re.search(pat["regex"], value):
+            return pat["name"]
+    return None
+
+
+def _literal_problem(name: str, value: str, policy: dict[str, Any]) -> str | None:
+    """Why a name/literal pair looks like a credential, or None. The reason never holds the value."""
+    if not value.strip() or is_encrypted(value) or REFERENCE.match(value.strip()):
+        return None
+    shape = credential_shape(value, policy)
+    if shape:
+        return f"the value looks like a {shape}"
+    pattern = sensitive_name(name, policy)
+    if pattern and not FILE_PATH.match(value.strip()):
+        return f"the name contains {pattern!r}"
+    return None
+
+
+def _secret_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Iterator[Finding]:
+    generated = obj.origin("").via == "generator"
+    plain: list[str] = []
+    encrypted = 0
+    for section in ("stringData", "data"):
+        values = obj.obj.get(section)
+        if not isinstance(values, dict):
+            continue
+        for key, raw in values.items():
+            value = "" if raw is None else str(raw)
+            if not value.strip():
+                continue
+            if is_encrypted(value):
+                encrypted += 1
+                continue
+            shown = value
+            if section == "data":
+                try:
+                    shown = base64.b64decode(value, validate=True).decode("utf-8", "replace")
+                except (binascii.Error, ValueError):
+                    shown = value
+            plain.append(key)
+            source = "a secretGenerator" if generated else "the manifest"
+            yield finding(
+                rule,
+                ctx,
+                obj,
+                key_path(section, str(key)),
+                f"{obj.id}: {section} key {key!r} is stored in clear text in {source} "
+                f"({describe_value(shown)}), not SOPS-encrypted (`ENC[AES256_GCM,...]`). Anyone who can "
+                f"read the repository can read it, in every environment and forever in git history.",
+            )
+    if encrypted and not plain and not generated and not isinstance(obj.obj.get("sops"), dict):
+        yield finding(
+            rule,
+            ctx,
+            obj,
+            "sops",
+            f"{obj.id} holds `ENC[...]` values but no top-level `sops:` metadata block, so it "
+            f"was not produced by SOPS (or the block was stripped) and Flux cannot decrypt it.",
+            remediation="Re-encrypt the file with `sops -e -i <file>` so the values and the `sops:` block match.",
+            locate_path="",
+        )
+
+
+def _configmap_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Iterator[Finding]:
+    data = obj.obj.get("data")
+    if not isinstance(data, dict):
+        return
+    for key, raw in data.items():
+        if raw is None or isinstance(raw, dict | list):
+            continue
+        value = str(raw)
+        why = _literal_problem(str(key), value, ctx.policy)
+        if why:
+            yield finding(
+                rule,
+                ctx,
+                obj,
+                key_path("data", str(key)),
+                f"{obj.id}: data key {key!r} looks like a credential ({why}; {describe_value(value)}). "
+                f"ConfigMaps are not encrypted in git or in the cluster and are readable by far more "
+                f"principals than Secrets.",
+            )
+
+
+def _env_findings(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
+    for pod in workloads(ctx.objects):
+        for c in containers(pod):
+            env = c.data.get("env")
+            if not isinstance(env, list):
+                continue
+            for i, item in enumerate(env):
+                if not isinstance(item, dict) or "value" not in item or item.get("valueFrom"):
+                    continue
+                name = str(item.get("name") or "")
+                value = "" if item["value"] is None else str(item["value"])
+                why = _literal_problem(name, value, ctx.policy)
+                if not why:
+                    continue
+                sel = f"[{name}]" if name and not re.search(r'[\[\]"]', name) else f"[{i}]"
+                yield finding(
+                    rule,
+                    ctx,
+                    pod.obj,
+                    f"{c.path}.env{sel}.value",
+                    f"{'Init container' if c.init else 'Container'} {c.name!r} of {pod.obj.id} sets env "
+                    f"{name!r} to a literal ({why}; {describe_value(value)}). A literal in a manifest is "
+                    f"readable by anyone with repository access and shows in `kubectl describe`.",
+                    container=c.name,
+                )
+
+
+def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
+    for obj in ctx.objects:
+        if is_kind(obj, "Secret", ""):
+            yield from _secret_findings(ctx, rule, obj)
+        elif is_kind(obj, "ConfigMap", ""):
+            yield from _configmap_findings(ctx, rule, obj)
+    yield from _env_findings(ctx, rule)
+
+
+RULE = Rule(
+    id="hardcoded-secret",
+    title="Credentials committed in clear text",
+    rationale=(
+        "A secret in git is disclosed to everyone with read access and stays in history after it is "
+        "removed, so it is an error in every environment: a development credential often opens "
+        "shared infrastructure, and the same habit leaks production ones."
+    ),
+    remediation=REMEDIATION,
+    severity=all_envs("error"),
+    check=check,
+    edge_cases=(
+        "A Secret's `stringData` values and base64-decoded `data` values must be `ENC[AES256_GCM,...]`; "
+        "a Secret from a source file must also carry a top-level `sops:` block.",
+        "A generated Secret (`secretGenerator` literals, files or envs) has no `sops:` block and is judged "
+        "on its values only, so every non-empty generated value is a finding.",
+        "Container and init-container `env` literals are flagged when the name contains a sensitive "
+        "pattern (case-insensitive substring; `-` and `.` read as `_`) or the value is credential-shaped.",
+        "`valueFrom` (`secretKeyRef`, `configMapKeyRef`) and `envFrom` are the recommended pattern and "
+        "never flagged.",
+        "Empty values, `$(VAR)` / `${VAR}` references and, for the name test only, absolute file paths "
+        "(`/var/run/secrets/token`) are not literals worth flagging.",
+        "PEM detection is strict: `-----BEGIN ... PRIVATE KEY-----` with five dashes.",
+        "The value is never echoed: findings name the key and give the length, plus a 4-character "
+        "prefix only for values of 12 characters or more.",
+    ),
+)

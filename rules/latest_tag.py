@@ -1,0 +1,112 @@
+"""latest-tag: images must name a fixed version (tag or digest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bot.model import Finding
+from bot.objects import EnvContext, RenderedObject
+from rules.base import Rule, containers, finding, is_kind, key_path, per_env, workloads
+
+
+def image_tag(image: str) -> tuple[str | None, bool]:
+    """(tag, pinned by digest) of an image reference; a registry port is not a tag."""
+    ref, _, digest = image.partition("@")
+    last = ref.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else None
+    return tag, bool(digest)
+
+
+def floating(image: str, forbidden: list[str]) -> str | None:
+    """Why `image` floats (`no tag`, `tag latest`), or None when it is pinned."""
+    tag, digest = image_tag(image.strip())
+    if digest:
+        return None
+    if not tag:
+        return "has no tag (so it means `latest`)"
+    if tag.lower() in {t.lower() for t in forbidden}:
+        return f"uses the moving tag {tag!r}"
+    return None
+
+
+def _helm_values(values: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(field path, image-tag value) pairs of a HelmRelease's values: `*image*.tag` and
+    string values of keys ending in `image`."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            sub = key_path(path, str(key))
+            if str(key).lower().endswith("image"):
+                if isinstance(value, dict) and "tag" in value and value["tag"] is not None:
+                    yield key_path(sub, "tag"), str(value["tag"])
+                elif isinstance(value, str) and ":" in value.rsplit("/", 1)[-1]:
+                    yield sub, value.rsplit(":", 1)[1]
+            yield from _helm_values(value, sub)
+    elif isinstance(values, list):
+        for i, item in enumerate(values):
+            yield from _helm_values(item, f"{path}[{i}]")
+
+
+def _helmrelease(ctx: EnvContext, rule: Rule, obj: RenderedObject, forbidden: list[str]) -> Iterator[Finding]:
+    for path, tag in _helm_values(
+        obj.obj.get("spec", {}).get("values") if isinstance(obj.obj.get("spec"), dict) else None,
+        "spec.values",
+    ):
+        if tag.strip().lower() in {t.lower() for t in forbidden}:
+            yield finding(
+                rule,
+                ctx,
+                obj,
+                path,
+                f"{obj.id} sets the image tag {path} to {tag!r}, which moves: the release "
+                f"changes without a commit and a rollback returns whatever the tag points at now.",
+            )
+
+
+def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
+    forbidden = list(rule.params.get("forbidden_tags", ["latest"]))
+    for pod in workloads(ctx.objects):
+        for c in containers(pod):
+            image = c.data.get("image")
+            if not isinstance(image, str) or not image.strip():
+                continue
+            why = floating(image, forbidden)
+            if why:
+                yield finding(
+                    rule,
+                    ctx,
+                    pod.obj,
+                    f"{c.path}.image",
+                    f"{'Init container' if c.init else 'Container'} {c.name!r} of {pod.obj.id}: image "
+                    f"{image!r} {why}. What runs in {ctx.environment} can change without a commit, and "
+                    f"nodes may run different builds.",
+                    container=c.name,
+                )
+    for obj in ctx.objects:
+        if is_kind(obj, "HelmRelease", "helm.toolkit.fluxcd.io"):
+            yield from _helmrelease(ctx, rule, obj, forbidden)
+
+
+RULE = Rule(
+    id="latest-tag",
+    title="Image without a fixed version",
+    rationale=(
+        "`latest` (or no tag) is resolved at pull time, so the running version is not what git says, "
+        "differs between nodes and cannot be rolled back. Production must be reproducible (error); "
+        "staging should be (warning); development often tracks a branch build (notice)."
+    ),
+    remediation="Pin the image to a version tag (`app:1.4.2`) or a digest (`app@sha256:...`), e.g. with "
+    "kustomize `images:` in the overlay.",
+    severity=per_env("error", "warning", "notice"),
+    params={"forbidden_tags": ["latest"]},
+    check=check,
+    edge_cases=(
+        "Containers and init containers of every workload, Jobs and CronJobs included.",
+        "A registry with a port (`registry:5000/app`) is not a tag: that image has no tag and is flagged; "
+        "`registry:5000/app:1.2` passes.",
+        "Any digest (`@sha256:...`) passes, even with a tag and even if the digest looks short.",
+        "HelmRelease `spec.values`: a `tag` under a key ending in `image` (`image.tag`, `sidecarImage.tag`), "
+        "or a string `...image: repo:tag`, equal to a forbidden tag. A missing tag there is the chart's "
+        "appVersion and passes.",
+    ),
+)

@@ -1,0 +1,122 @@
+"""missing-resources: every container and init container sets cpu/memory requests and limits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from bot.model import Finding, Suggestion
+from bot.objects import EnvContext
+from rules.base import Container, Rule, all_envs, containers, env_policy, finding, source_line, workloads
+
+KEYS = ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory")
+
+
+def missing_keys(container: dict[str, Any]) -> list[str]:
+    """Which of the four keys are absent; a non-mapping `resources`/`requests`/`limits` counts as absent."""
+    resources = container.get("resources")
+    resources = resources if isinstance(resources, dict) else {}
+    out = []
+    for key in KEYS:
+        part, res = key.split(".")
+        block = resources.get(part)
+        value = block.get(res) if isinstance(block, dict) else None
+        if value is None or value == "":
+            out.append(key)
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    text = str(value)
+    return f'"{text}"' if re.fullmatch(r"[0-9.eE+-]+", text) else text
+
+
+def resources_block(indent: str, row: dict[str, Any]) -> list[str]:
+    lines = [f"{indent}resources:"]
+    for part in ("requests", "limits"):
+        values = row.get(part) or {}
+        lines.append(f"{indent}  {part}:")
+        lines += [
+            f"{indent}    {res}: {_yaml_scalar(values[res])}" for res in ("cpu", "memory") if res in values
+        ]
+    return lines
+
+
+def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
+    """Add the environment's default `resources:` under the container's first line, when the
+    container has no `resources` key in its source (or `resources: {}` on one line)."""
+    row = env_policy(ctx)
+    if not row.get("requests") or not row.get("limits"):
+        return None
+    obj = c.obj
+    res_origin = obj.origin(f"{c.path}.resources")
+    if res_origin.via in ("manifest", "patch") and res_origin.line == (
+        res_origin.end_line or res_origin.line
+    ):
+        text = source_line(ctx, res_origin.file, res_origin.line)
+        m = re.match(r"^(\s*)resources:\s*(\{\s*\}|null|~)?\s*$", text or "")
+        if not m or c.data.get("resources"):
+            return None
+        return Suggestion(
+            res_origin.file, res_origin.line, res_origin.line, "\n".join(resources_block(m.group(1), row))
+        )
+    if res_origin.via != "enclosing":
+        return None
+    origin = obj.origin(c.path)
+    if origin.via not in ("manifest", "patch"):
+        return None
+    text = source_line(ctx, origin.file, origin.line)
+    m = re.match(r"^(\s*)(-\s+)?([A-Za-z_][\w.-]*|\"[^\"]*\"|'[^']*')\s*:(.*)$", text or "")
+    if not m or re.search(r"[{\[|>]", m.group(4).split("#")[0]):
+        return None
+    indent = m.group(1) + (" " * len(m.group(2)) if m.group(2) else "")
+    return Suggestion(origin.file, origin.line, origin.line, "\n".join([text, *resources_block(indent, row)]))
+
+
+def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
+    for pod in workloads(ctx.objects):
+        for c in containers(pod):
+            missing = missing_keys(c.data)
+            if not missing:
+                continue
+            what = "Init container" if c.init else "Container"
+            yield finding(
+                rule,
+                ctx,
+                pod.obj,
+                f"{c.path}.resources",
+                f"{what} {c.name!r} of {pod.obj.id} does not set {', '.join(missing)}. Without requests the "
+                f"scheduler packs pods blindly; without limits one pod can starve its node "
+                f"({ctx.environment}).",
+                container=c.name,
+                suggestion=suggest(ctx, c),
+                locate_path=c.path,
+            )
+
+
+RULE = Rule(
+    id="missing-resources",
+    title="Container without cpu/memory requests and limits",
+    rationale=(
+        "Requests drive scheduling and limits contain a misbehaving process; a container without them "
+        "can be evicted first under pressure or take its neighbours down. It is an error in every "
+        "environment because shared development and staging clusters suffer the same noisy neighbours."
+    ),
+    remediation=(
+        "Set `resources.requests.cpu`, `resources.requests.memory`, `resources.limits.cpu` and "
+        "`resources.limits.memory` on the container (the environment's defaults are in docs/rules.md; "
+        "the suggestion inserts them)."
+    ),
+    severity=all_envs("error"),
+    check=check,
+    edge_cases=(
+        "One finding per container and per init container, naming the missing keys, at the container's "
+        "`- name:` line.",
+        "`resources: {}`, limits only or requests only count as missing.",
+        "A `requests:`/`limits:` that is not a mapping (e.g. a list) counts as missing.",
+        "Jobs and CronJobs are not exempt.",
+        "The suggestion inserts the environment's default block only where the container has no "
+        "`resources` key in its source (or `resources: {}` on one line); partial blocks get no suggestion.",
+    ),
+)
