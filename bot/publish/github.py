@@ -1,0 +1,384 @@
+"""Request bodies for the GitHub App's check run and pull-request review; no HTTP here.
+
+Bodies follow `checks/create`, `checks/update` and `pulls/create-review` of GitHub's OpenAPI
+description and the limits GitHub enforces beyond it (50 annotations a request, 65,535 characters
+of summary/text, one bad comment anchor rejects a whole review).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.model import Finding
+from bot.publish.report import (
+    Report,
+    env_order,
+    plural,
+    resource_label,
+    severity_rank,
+    sorted_findings,
+    summarize,
+)
+from bot.review.anchors import DiffIndex, anchor
+
+CHECK_NAME = "infra-review"
+MAX_ANNOTATIONS = 50
+MAX_OUTPUT_CHARS = 65_535
+MAX_COMMENT_CHARS = 65_536
+RECHECK_ACTION = {"label": "Re-check", "identifier": "recheck", "description": "Run infra-review again on this commit"}
+ANNOTATION_LEVELS = {"error": "failure", "warning": "warning", "notice": "notice"}
+FAIL_ON = ("new", "all")
+
+_MARKER = "<!-- infra-review:fp={} -->"
+_MARKER_RE = re.compile(r"<!-- infra-review:fp=([0-9a-f]{8,64}) -->")
+
+SpanOf = Callable[[Finding], "tuple[int, int] | None"]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def marker(fingerprint: str) -> str:
+    return _MARKER.format(fingerprint)
+
+
+def parse_fingerprints(body: str | None) -> list[str]:
+    return _MARKER_RE.findall(body or "")
+
+
+def parse_fingerprint(body: str | None) -> str | None:
+    """The first fingerprint marker in a comment body, None for comments that are not ours."""
+    found = parse_fingerprints(body)
+    return found[0] if found else None
+
+
+def truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
+    """Cut at a line boundary and say so, keeping the result within `limit` characters."""
+    if len(text) <= limit:
+        return text
+    total = text.count("\n") + 1
+    note = ("\n\n_… truncated: {} more lines not shown (GitHub allows {:,} characters). "
+            "Run `infra-review check` for the full report._")
+    room = limit - len(note.format(total, limit))
+    head = text[:room]
+    cut = head.rfind("\n")
+    head = head[:cut] if cut > 0 else head
+    shown = head.count("\n") + 1
+    return head + note.format(total - shown, limit)
+
+
+# --- check run -----------------------------------------------------------------------------
+
+
+def _relevant(report: Report, fail_on: str) -> list[Finding]:
+    """The findings that decide the conclusion: unsuppressed, and new unless `fail_on` is `all`."""
+    if fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
+    return [f for f in report.findings if not f.suppressed and (f.new or fail_on == "all")]
+
+
+def conclusion(report: Report, fail_on: str = "new") -> str:
+    pool = _relevant(report, fail_on)
+    if any(f.severity == "error" for f in pool):
+        return "failure"
+    return "neutral" if pool else "success"
+
+
+def _nonzero_counts(findings: list[Finding]) -> str:
+    s = summarize(findings)
+    parts = [plural(n, w) for n, w in ((s.errors, "error"), (s.warnings, "warning"), (s.notices, "notice")) if n]
+    return ", ".join(parts)
+
+
+def check_title(report: Report, fail_on: str = "new") -> str:
+    """`2 errors, 1 warning in production`; the counts are those that decide the conclusion."""
+    pool = _relevant(report, fail_on)
+    if pool:
+        envs = sorted({f.environment for f in pool}, key=env_order)
+        return f"{_nonzero_counts(pool)} in {', '.join(e or 'repository' for e in envs)}"
+    others = [f for f in report.findings if not f.suppressed]
+    return f"No new findings ({len(others)} existing)" if others else "No findings"
+
+
+def _env_table(findings: list[Finding]) -> list[str]:
+    rows: dict[str, dict[str, Any]] = {}
+    for f in findings:
+        row = rows.setdefault(f.rule, {"severity": f.severity, "new": 0, "existing": 0, "suppressed": 0})
+        if severity_rank(f.severity) < severity_rank(row["severity"]):
+            row["severity"] = f.severity
+        row["suppressed" if f.suppressed else "new" if f.new else "existing"] += 1
+    out = ["| Rule | Severity | New | Existing | Suppressed |", "|---|---|--:|--:|--:|"]
+    order = sorted(rows.items(), key=lambda kv: (severity_rank(kv[1]["severity"]), kv[0]))
+    out += [f"| `{rule}` | {r['severity']} | {r['new']} | {r['existing']} | {r['suppressed']} |" for rule, r in order]
+    return out
+
+
+def check_summary(report: Report, fail_on: str = "new") -> str:
+    lines = [f"**{check_title(report, fail_on)}**", ""]
+    lines.append("New findings decide this check; existing ones are listed for context."
+                 if fail_on == "new" else "Every unsuppressed finding decides this check.")
+    by_env: dict[str | None, list[Finding]] = {}
+    for f in report.findings:
+        by_env.setdefault(f.environment, []).append(f)
+    for env in sorted(by_env, key=env_order):
+        lines += ["", f"### {env or 'repository'}", ""] + _env_table(by_env[env])
+    if report.targets:
+        lines += ["", "### Targets", "", "| Target | Environment | Status | Resources |", "|---|---|---|--:|"]
+        lines += [f"| `{t.path}` | {t.environment or '—'} | {t.status} | {t.resources} |" for t in report.targets]
+    lines += ["", f"infra-review {report.tool_version} · kustomize {report.kustomize_version or 'unknown'}"]
+    return truncate("\n".join(lines))
+
+
+def _where(f: Finding) -> str:
+    o = f.origin
+    return f"{o.file}:{o.line}" if o.file and o.line else (o.file or "(no file)")
+
+
+def check_text(report: Report) -> str:
+    """Every finding, one bullet each, for the details pane."""
+    lines = []
+    for f in sorted_findings(report.findings):
+        state = "suppressed" if f.suppressed else "new" if f.new else "existing"
+        what = resource_label(f)
+        line = f"- **{f.severity}** `{f.rule}` `{_where(f)}` ({f.environment or 'repository'}, {state}): "
+        line += f"{what}: {f.message}" if what else f.message
+        if f.suppressed and f.suppression_reason:
+            line += f" — suppressed: {f.suppression_reason}"
+        elif f.remediation:
+            line += f" — fix: {f.remediation}"
+        lines.append(line)
+    return truncate("\n".join(lines) or "No findings.")
+
+
+def annotations(report: Report, fail_on: str = "new") -> list[dict[str, Any]]:
+    """One annotation per unsuppressed finding with a file. A finding that does not decide the
+    conclusion (an existing one, under `fail_on: new`) is a `notice` whatever its severity, so
+    the red marks in the PR are the ones the author must act on."""
+    deciding = {id(f) for f in _relevant(report, fail_on)}
+    located = [f for f in report.findings if f.origin.file and not f.suppressed]
+    located.sort(key=lambda f: (id(f) not in deciding, severity_rank(f.severity), f.origin.file, f.origin.line or 0))
+    out = []
+    for f in located:
+        start = f.origin.line or 1
+        what = resource_label(f)
+        message = f"{what}: {f.message}" if what else f.message
+        if f.remediation:
+            message += f"\nFix: {f.remediation}"
+        ann: dict[str, Any] = {
+            "path": f.origin.file,
+            "start_line": start,
+            "end_line": max(f.origin.end_line or 0, start),
+            "annotation_level": ANNOTATION_LEVELS.get(f.severity, "warning") if id(f) in deciding else "notice",
+            "title": f"{f.rule} ({f.environment or 'repository'}){'' if f.new else ' [existing]'}"[:255],
+            "message": truncate(message),
+        }
+        if f.suggestion:
+            ann["raw_details"] = truncate(f"Suggested replacement for lines {f.suggestion.line}-"
+                                          f"{f.suggestion.end_line}:\n{f.suggestion.text}")
+        out.append(ann)
+    return out
+
+
+def check_run_create(head_sha: str, pr_number: int, started_at: str | None = None) -> dict[str, Any]:
+    """`checks/create`: the run GitHub shows while the review works; `external_id` carries the PR
+    number because fork PRs arrive with an empty `pull_requests` list on check events."""
+    return {
+        "name": CHECK_NAME,
+        "head_sha": head_sha,
+        "status": "in_progress",
+        "external_id": str(pr_number),
+        "started_at": started_at or now_iso(),
+        "output": {"title": "Reviewing…", "summary": "infra-review is rendering and checking this pull request."},
+    }
+
+
+def check_run_complete(
+    report: Report,
+    pr_number: int,
+    *,
+    completed_at: str | None = None,
+    fail_on: str = "new",
+    details_url: str | None = None,
+) -> list[dict[str, Any]]:
+    """`checks/update` bodies, in order. The first completes the run; each further one appends the
+    next 50 annotations (GitHub appends annotations on update) and repeats title/summary/text,
+    since an update's output replaces the previous one."""
+    anns = annotations(report, fail_on)
+    output = {"title": check_title(report, fail_on), "summary": check_summary(report, fail_on),
+              "text": check_text(report)}
+    batches = [anns[i:i + MAX_ANNOTATIONS] for i in range(0, len(anns), MAX_ANNOTATIONS)] or [[]]
+    first: dict[str, Any] = {
+        "name": CHECK_NAME,
+        "status": "completed",
+        "conclusion": conclusion(report, fail_on),
+        "completed_at": completed_at or now_iso(),
+        "external_id": str(pr_number),
+        "output": {**output, "annotations": batches[0]},
+        "actions": [dict(RECHECK_ACTION)],
+    }
+    if details_url:
+        first["details_url"] = details_url
+    return [first] + [{"output": {**output, "annotations": batch}} for batch in batches[1:]]
+
+
+def check_run_error(pr_number: int, explanation: str, *, completed_at: str | None = None) -> dict[str, Any]:
+    """Completes a run whose review could not finish, so a required check never hangs. `failure`,
+    not `neutral`: an unreviewed change must not pass a required check silently."""
+    return {
+        "name": CHECK_NAME,
+        "status": "completed",
+        "conclusion": "failure",
+        "completed_at": completed_at or now_iso(),
+        "external_id": str(pr_number),
+        "output": {"title": "infra-review could not complete", "summary": truncate(explanation)},
+        "actions": [dict(RECHECK_ACTION)],
+    }
+
+
+# --- pull-request review -------------------------------------------------------------------
+
+
+def _fence(text: str) -> str:
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return fence
+
+
+def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffIndex) -> tuple[int, int] | None:
+    """The suggestion's lines when one identical suggestion covers every finding of the comment,
+    replaces the lines we anchor on, and lies inside one hunk (else GitHub rejects the comment)."""
+    suggestions = {f.suggestion for f in group}
+    if len(suggestions) != 1 or None in suggestions:
+        return None
+    (s,) = suggestions
+    fd = diff.get(path)
+    if s is None or fd is None or s.file != path or not (s.line <= line <= s.end_line):
+        return None
+    if any(f.origin.line != line for f in group):
+        return None
+    return (s.line, s.end_line) if fd.in_one_hunk(s.line, s.end_line) else None
+
+
+def _comment_body(group: list[Finding], suggestion: bool) -> str:
+    head = group[0]
+    worst = min((f.severity for f in group), key=severity_rank)
+    envs = ", ".join(f.environment or "repository" for f in group)
+    lines = [f"**{worst}** · `{head.rule}` · {envs}", ""]
+    messages = {(resource_label(f), f.message) for f in group}
+    if len(messages) == 1:
+        what = resource_label(head)
+        lines.append(f"{what}: {head.message}" if what else head.message)
+    else:
+        for f in group:
+            what = resource_label(f)
+            lines.append(f"- {f.environment or 'repository'}: {what + ': ' if what else ''}{f.message}")
+    remediations = list(dict.fromkeys(f.remediation for f in group if f.remediation))
+    if remediations:
+        lines += ["", "**Fix:** " + " / ".join(remediations)]
+    if head.suggestion:
+        text = head.suggestion.text.removesuffix("\n")
+        fence = _fence(text)
+        lines.append("")
+        if suggestion:
+            lines += [f"{fence}suggestion", text, fence]
+        else:
+            for f in group:
+                s = f.suggestion
+                if s:
+                    t = s.text.removesuffix("\n")
+                    lines += [f"Suggested replacement for `{s.file}` lines {s.line}-{s.end_line}"
+                              f" ({f.environment or 'repository'}):", f"{_fence(t)}yaml", t, _fence(t)]
+    markers = "\n".join(marker(f.fingerprint) for f in group)
+    body = truncate("\n".join(lines), MAX_COMMENT_CHARS - len(markers) - 2)
+    return f"{body}\n\n{markers}"
+
+
+def _review_body(total: int, posted: int, overflow: list[list[Finding]], unanchored: list[Finding]) -> str:
+    lines = [f"infra-review found {plural(total, 'new finding')} in this pull request; "
+             f"{plural(posted, 'inline comment')} below."]
+    if overflow:
+        lines += ["", f"{plural(len(overflow), 'more comment')} not posted inline (limit reached):"]
+        for group in overflow:
+            f = group[0]
+            envs = ", ".join(g.environment or "repository" for g in group)
+            lines.append(f"- **{f.severity}** `{f.rule}` `{_where(f)}` ({envs}): {f.message}")
+    if unanchored:
+        verb = "is" if len(unanchored) == 1 else "are"
+        lines += ["", f"{plural(len(unanchored), 'new finding')} outside the lines this pull request changed "
+                      f"{verb} listed in the infra-review check run."]
+    return truncate("\n".join(lines))
+
+
+def review_payload(
+    report: Report,
+    diff: DiffIndex,
+    existing_fingerprints: Iterable[str],
+    cap: int = 30,
+    mode: str = "added",
+    object_span: SpanOf | None = None,
+) -> dict[str, Any] | None:
+    """`pulls/create-review` body, or None when there is nothing new to say.
+
+    Inline comments only for new, unsuppressed findings not already commented (by fingerprint)
+    whose anchor lies in the diff. Findings of several environments on the same line and rule
+    share one comment (one marker each), so a base file does not collect three copies.
+    `object_span(finding)` gives the finding's object lines in the new file, for findings about
+    something the PR removed.
+    """
+    seen = set(existing_fingerprints)
+    fresh = [f for f in report.findings if f.new and not f.suppressed and f.fingerprint not in seen]
+    fresh.sort(key=lambda f: (severity_rank(f.severity), env_order(f.environment), f.origin.file or "",
+                              f.origin.line or 0, f.rule))
+    groups: dict[tuple[str, int, str], list[Finding]] = {}
+    unanchored: list[Finding] = []
+    for f in fresh:
+        line = anchor(f, diff, object_span(f) if object_span else None, mode)
+        if line is None or not f.origin.file:
+            unanchored.append(f)
+        else:
+            groups.setdefault((f.origin.file, line, f.rule), []).append(f)
+    ordered = list(groups.items())
+    posted, overflow = ordered[:cap], [g for _, g in ordered[cap:]]
+    if not posted and not overflow:
+        return None
+    comments = []
+    for (path, line, _rule), group in posted:
+        rng = _suggestion_range(group, path, line, diff)
+        comment: dict[str, Any] = {"path": path, "side": "RIGHT", "body": _comment_body(group, rng is not None)}
+        if rng and rng[0] != rng[1]:
+            comment.update(start_line=rng[0], start_side="RIGHT", line=rng[1])
+        else:
+            comment["line"] = rng[1] if rng else line
+        comments.append(comment)
+    payload: dict[str, Any] = {
+        "event": "COMMENT",
+        "body": _review_body(len(fresh), len(comments), overflow, unanchored),
+        "comments": comments,
+    }
+    if report.head_sha:
+        payload["commit_id"] = report.head_sha
+    return payload
+
+
+def open_fingerprints(existing_comments: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Fingerprints already commented on the PR (from `pulls/list-review-comments`)."""
+    return {fp for c in existing_comments for fp in parse_fingerprints(c.get("body"))}
+
+
+def stale_comments(existing_comments: Iterable[Mapping[str, Any]], current_fingerprints: Iterable[str]) -> list[int]:
+    """Ids of our comments whose findings are all gone and that nobody replied to; a reply is a
+    conversation we must not delete."""
+    comments = list(existing_comments)
+    current = set(current_fingerprints)
+    replied = {c.get("in_reply_to_id") for c in comments if c.get("in_reply_to_id") is not None}
+    out = []
+    for c in comments:
+        fps = parse_fingerprints(c.get("body"))
+        if fps and not current.intersection(fps) and c.get("id") not in replied and c.get("in_reply_to_id") is None:
+            out.append(c["id"])
+    return out

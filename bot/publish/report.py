@@ -1,0 +1,122 @@
+"""The one input every reporter takes, and the counting rules they all share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.model import ENVIRONMENTS, SEVERITIES, Finding
+
+TOOL_NAME = "infra-review"
+
+
+class RuleMeta(Protocol):
+    """What reporters read of a rule; `rules.base.Rule` satisfies it, so the registry passes through."""
+
+    id: str
+    title: str
+    rationale: str
+    remediation: str
+    severity: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """Rule documentation as reporters need it (severity per environment, None = off there)."""
+
+    id: str
+    title: str
+    rationale: str
+    remediation: str
+    severity: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    path: str
+    environment: str | None
+    status: str  # ok | error
+    resources: int = 0
+
+
+@dataclass
+class Report:
+    """Everything one run produced. `head_sha` is the revision reviewed (the App's PR head)."""
+
+    findings: list[Finding]
+    targets: list[TargetStatus] = field(default_factory=list)
+    tool_version: str = "0.0.0"
+    kustomize_version: str = ""
+    rules: Mapping[str, RuleMeta] = field(default_factory=dict)
+    head_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts over a report. Suppressed findings count only in `suppressed`: a suppression is a
+    reviewed decision, so it must not inflate errors/warnings or the `new` figure."""
+
+    errors: int = 0
+    warnings: int = 0
+    notices: int = 0
+    new: int = 0
+    suppressed: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"errors": self.errors, "warnings": self.warnings, "notices": self.notices,
+                "new": self.new, "suppressed": self.suppressed}
+
+
+def summarize(findings: Iterable[Finding]) -> Summary:
+    counts = {s: 0 for s in SEVERITIES}
+    new = suppressed = 0
+    for f in findings:
+        if f.suppressed:
+            suppressed += 1
+            continue
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+        new += f.new
+    return Summary(counts["error"], counts["warning"], counts["notice"], new, suppressed)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def counts_phrase(s: Summary) -> str:
+    """`2 errors, 1 warning`; notices only when there are some; `no findings` when empty."""
+    parts = [plural(s.errors, "error"), plural(s.warnings, "warning")]
+    if s.notices:
+        parts.append(plural(s.notices, "notice"))
+    if not (s.errors or s.warnings or s.notices):
+        return "no findings"
+    return ", ".join(parts)
+
+
+def env_order(env: str | None) -> tuple[int, str]:
+    """Production first: the environment whose findings matter most is read first."""
+    order = {e: i for i, e in enumerate(reversed(ENVIRONMENTS))}
+    return (order.get(env or "", len(order) + (env is None)), env or "")
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def sort_key(f: Finding) -> tuple:
+    return (env_order(f.environment), f.origin.file or "\uffff", f.origin.line or 0,
+            severity_rank(f.severity), f.rule, f.fingerprint)
+
+
+def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=sort_key)
+
+
+def resource_label(f: Finding) -> str:
+    """`Deployment production/api, container api`: how a person names the object."""
+    if not f.resource:
+        return ""
+    r = f.resource
+    label = f"{r.kind} {r.namespace + '/' if r.namespace else ''}{r.name}"
+    return f"{label}, container {f.container}" if f.container else label

@@ -1,0 +1,1 @@
+"""Between findings and publishing: the review pipeline, new-versus-existing, diff anchors."""

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from test_publish_samples import DEPLOY, build_error, latest_tag, missing_probe, sample_report
+
+from bot.publish.report import Report, TargetStatus
+from bot.publish.text import render_text, summary_line
+
+
+def test_grouped_by_environment_then_file_with_location_rule_and_fix() -> None:
+    out = render_text(sample_report())
+    prod, staging = out.index("== production =="), out.index("== staging ==")
+    assert prod < staging
+    prod_block = out[prod:staging]
+    assert f"{DEPLOY}:21" in prod_block and "latest-tag" in prod_block and "NEW" in prod_block
+    assert "fix: Pin the image to a version tag or digest." in prod_block
+    assert "| " + "        image: nginx:1.27.3" in prod_block
+    assert prod_block.index(DEPLOY) < prod_block.index("(no file)")
+    staging_block = out[staging:]
+    assert "missing-probes" in staging_block and "existing" in staging_block
+
+
+def test_suppressed_listed_briefly_with_reason() -> None:
+    out = render_text(sample_report())
+    assert "suppressed (1):" in out
+    line = next(line for line in out.splitlines() if "hardcoded-secret" in line)
+    assert f"{DEPLOY}:30" in line and "(test fixture only)" in line
+    assert "Use secretKeyRef" not in out
+
+
+def test_colour_only_when_asked() -> None:
+    assert "\x1b[" not in render_text(sample_report())
+    coloured = render_text(sample_report(), colour=True)
+    assert "\x1b[31m" in coloured and "\x1b[0m" in coloured
+
+
+def test_summary_line() -> None:
+    assert render_text(sample_report()).rstrip().splitlines()[-1] == summary_line(sample_report())
+    assert summary_line(sample_report()) == "3 errors, 1 warning (3 new) in 3 targets, 1 suppressed"
+    two = Report([latest_tag(), build_error(), missing_probe(new=True)],
+                 [TargetStatus("a", "production", "ok", 1)] * 3)
+    two.findings[0].new = False
+    assert summary_line(two) == "2 errors, 1 warning (2 new) in 3 targets"
+    assert summary_line(Report([], [TargetStatus("a", None, "ok", 1)])) == "no findings in 1 target"
+
+
+def test_adds_nothing_beyond_finding_fields() -> None:
+    f = latest_tag()
+    out = render_text(Report([f]))
+    words = {w for line in out.splitlines() for w in line.replace(":", " ").split()}
+    source = " ".join(str(v) for v in (f.rule, f.severity, f.environment, f.message, f.remediation,
+                                       f.resource, f.container, f.origin.file, f.origin.line,
+                                       f.suggestion.text if f.suggestion else ""))
+    framing = {"==", "|", "NEW", "fix", "suggested", "replacement", "for", "line", "Deployment", "production/api,",
+               "container", "in", "0", "targets", "new)", "(1", "1", "error,", "warnings", "error"}
+    assert words - framing <= set(source.replace(":", " ").split()) | {"21"}
