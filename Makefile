@@ -27,14 +27,14 @@ kustomize:
 	  tar -xzf $(VENV)/kustomize.tgz -C $(VENV)/bin kustomize; rm $(VENV)/kustomize.tgz; fi
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check bot rules tests bench
+	$(VENV)/bin/ruff check $(wildcard bot rules tests bench)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m bot demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bot rules tests bench
+	$(VENV)/bin/ruff check $(wildcard bot rules tests bench)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from bot.model import Target
 from bot.render.build import Rendered, Renderer
