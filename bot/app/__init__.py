@@ -1,0 +1,1 @@
+"""The GitHub App: webhooks in, jobs queued, reviews run in the background."""

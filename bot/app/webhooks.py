@@ -1,0 +1,67 @@
+"""Webhook intake as pure functions: size, signature, then parse (in that order)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+
+from gidgethub.sansio import Event
+
+SIGNATURE_PREFIX = "sha256="
+
+
+class WebhookRejected(Exception):
+    """The delivery must not be processed; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The X-Hub-Signature-256 value GitHub sends for `body`."""
+    return SIGNATURE_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
+    """Raise WebhookRejected(401) unless `signature` is the HMAC-SHA256 of the raw body."""
+    if not signature:
+        raise WebhookRejected(401, "missing X-Hub-Signature-256")
+    if not hmac.compare_digest(signature.strip().encode(), sign(body, secret).encode()):
+        raise WebhookRejected(401, "bad signature")
+
+
+def check_size(content_length: int | None, max_bytes: int) -> None:
+    """Reject by declared length before reading the body (413)."""
+    if content_length is not None and content_length > max_bytes:
+        raise WebhookRejected(413, "payload too large")
+
+
+def parse_event(headers: Mapping[str, str], body: bytes, *, secret: str, max_bytes: int) -> Event:
+    """Verify then parse a delivery; `headers` must be case-insensitive (aiohttp's are)."""
+    if len(body) > max_bytes:
+        raise WebhookRejected(413, "payload too large")
+    verify_signature(body, headers.get("x-hub-signature-256"), secret)
+    event_name = headers.get("x-github-event")
+    delivery_id = headers.get("x-github-delivery")
+    if not event_name or not delivery_id:
+        raise WebhookRejected(400, "missing X-GitHub-Event or X-GitHub-Delivery")
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip()
+    if content_type != "application/json":
+        raise WebhookRejected(415, "webhook content type must be application/json")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WebhookRejected(400, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookRejected(400, "body is not a JSON object")
+    return Event(data, event=event_name, delivery_id=delivery_id)
+
+
+def installation_id(event: Event) -> int | None:
+    """The installation a delivery belongs to (None for repository webhooks and pings)."""
+    inst = event.data.get("installation")
+    return int(inst["id"]) if isinstance(inst, dict) and inst.get("id") else None

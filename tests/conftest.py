@@ -1,0 +1,168 @@
+"""Fixtures for GitHub App tests: the one fake GitHub, signed real payloads, the app under test."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakegh import SHARED, FakeGitHub, FakePull
+
+EXAMPLES = SHARED / "github" / "webhooks" / "examples"
+APP_ID = 4242
+SECRET = "test-webhook-secret"
+
+
+def load_payload(event: str, name: str) -> dict:
+    """A real octokit/webhooks payload from shared/github/webhooks/examples (a fresh copy)."""
+    return copy.deepcopy(json.loads((EXAMPLES / event / name).read_text()))
+
+
+@pytest.fixture(scope="session")
+def private_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
+
+
+@dataclass
+class FakeTime:
+    """Injected as the client's sleep/clock: records waits and advances virtual time instantly."""
+
+    now: float = field(default_factory=time.time)
+    sleeps: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+def seed_pull_from_payload(fake: FakeGitHub, payload: dict) -> FakePull:
+    """Put the PR of a real pull_request payload into the fake, with one changed file and both trees."""
+    pr = payload["pull_request"]
+    repo = fake.add_repo(payload["repository"]["full_name"], default_branch=payload["repository"]["default_branch"])
+    merge_base = "b" * 40
+    pull = fake.add_pull(repo.full_name, FakePull(
+        number=pr["number"], head_sha=pr["head"]["sha"], base_sha=pr["base"]["sha"], merge_base=merge_base,
+        author=pr["user"]["login"], base_ref=pr["base"]["ref"], head_ref=pr["head"]["ref"],
+        files=[{"filename": "apps/web/deployment.yaml", "status": "modified", "additions": 1, "deletions": 1,
+                "patch": "@@ -1,4 +1,4 @@\n apiVersion: apps/v1\n kind: Deployment\n-  image: web:1.0\n+  image: web:1.1\n"
+                         " metadata:"}]))
+    repo.trees[merge_base] = {"apps/web/deployment.yaml": b"apiVersion: apps/v1\nkind: Deployment\n"}
+    repo.trees[pull.head_sha] = {"apps/web/deployment.yaml": b"apiVersion: apps/v1\nkind: Deployment\n# new\n"}
+    repo.trees[repo.default_branch] = {".github/infra-review.yml": b"environments: {}\n"}
+    return pull
+
+
+@pytest.fixture
+async def fakegh(aiohttp_server: Callable, private_key: str) -> Any:
+    """The fake GitHub serving the repo and PR of the real pull_request payloads; asserts no violations."""
+    fake = FakeGitHub(app_id=APP_ID, private_key=private_key)
+    seed_pull_from_payload(fake, load_payload("pull_request", "opened.payload.json"))
+    fake.server = await aiohttp_server(fake.app)
+    fake.url = str(fake.server.make_url("")).rstrip("/")
+    yield fake
+    assert fake.violations == [], "requests GitHub's OpenAPI description does not allow"
+
+
+@pytest.fixture
+def settings(fakegh: FakeGitHub, private_key: str, tmp_path: Path) -> Any:
+    from bot.app.settings import Settings
+
+    return Settings(app_id=APP_ID, private_key=private_key, webhook_secret=SECRET, api_url=fakegh.url,
+                    queue_url=f"sqlite:///{tmp_path / 'queue.sqlite3'}", app_slug="infra-review")
+
+
+def signed(payload: dict | bytes, event: str, delivery: str | None = None,
+           secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+    from bot.app.webhooks import sign
+
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return body, {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+                  "X-Hub-Signature-256": sign(body, secret), "Content-Type": "application/json"}
+
+
+@dataclass
+class BotUnderTest:
+    client: Any
+    app: Any
+    queue: Any
+    reviewed: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+
+    async def send(self, event: str, payload: dict, delivery: str | None = None) -> Any:
+        body, headers = signed(payload, event, delivery)
+        return await self.client.post("/webhook", data=body, headers=headers)
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every stored delivery is handled and no job is queued or running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            counts = await self.queue.counts()
+            if await self.queue.next_delivery() is None and counts["queued"] == 0 and counts["running"] == 0:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"not settled: {await self.queue.counts()}")
+
+
+async def check_run_review(job: Any, gh: Any) -> None:
+    """A stand-in for the real pipeline that talks to GitHub the way a review does."""
+    from bot.app.source import list_changed_files
+
+    url_vars = {"owner": job.owner, "repo": job.name}
+    run = await gh.post("/repos/{owner}/{repo}/check-runs", url_vars,
+                        data={"name": "infra-review", "head_sha": job.head_sha, "status": "in_progress",
+                              "external_id": str(job.pr_number)})
+    files = await list_changed_files(gh, job.repo, job.pr_number)
+    await gh.patch("/repos/{owner}/{repo}/check-runs/{check_run_id}", {**url_vars, "check_run_id": run["id"]},
+                   data={"status": "completed", "conclusion": "success",
+                         "output": {"title": "ok", "summary": f"{len(files.files)} file(s)"}})
+
+
+@pytest.fixture
+def make_bot(aiohttp_client: Callable, settings: Any, fake_time: FakeTime) -> Callable:
+    """Build and start the real aiohttp app; `review`/`fail` default to recorders around check_run_review."""
+    from bot.app.server import create_app
+    from bot.queue.sqlite import SqliteQueue
+
+    async def build(review: Callable | None = None, fail: Callable | None = None, *, queue: Any = None,
+                    settings_override: Any = None, **kwargs: Any) -> BotUnderTest:
+        cfg = settings_override or settings
+        queue = queue or SqliteQueue(cfg.queue_url.removeprefix("sqlite:///"))
+        bot = BotUnderTest(client=None, app=None, queue=queue)
+
+        async def recording_review(job: Any, gh: Any) -> None:
+            bot.reviewed.append(job)
+            await (review or check_run_review)(job, gh)
+
+        async def recording_fail(job: Any, gh: Any, exc: BaseException) -> None:
+            bot.failed.append((job, exc))
+            if fail:
+                await fail(job, gh, exc)
+
+        bot.app = create_app(cfg, queue=queue, review=recording_review, fail=recording_fail,
+                             sleep=fake_time.sleep, poll=0.05, watch_interval=0.02, **kwargs)
+        bot.client = await aiohttp_client(bot.app)
+        return bot
+
+    return build
