@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--origins", action="store_true", help="show the source file:line of every value")
     b.set_defaults(func=_build)
 
+    from bot.cli import check
+
+    check.add_parser(sub)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -12,6 +12,15 @@ INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
+FLUX_GROUP_SUFFIXES = (".toolkit.fluxcd.io", ".extensions.fluxcd.io")
+
+
+def is_flux_toolkit(obj) -> bool:
+    """Flux's own objects (GitRepository, Kustomization, HelmRelease...) describe how the cluster is
+    reconciled, not an application; `flux bootstrap` writes them without these labels."""
+    return obj.id.group.endswith(FLUX_GROUP_SUFFIXES)
+
+
 def _suffixes(ctx: EnvContext) -> list[str]:
     """`-<environment>` and `-<alias>` for every alias of the environment."""
     aliases = ctx.policy.get("aliases") or {}
@@ -24,6 +33,8 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     required = [str(x) for x in spec.get("required") or []]
     managed_by = spec.get("managed_by")
     for obj in ctx.objects:
+        if is_flux_toolkit(obj):
+            continue
         labels = {str(k): v for k, v in obj.labels.items()}
         missing = [k for k in required if labels.get(k) in (None, "")]
         if missing:
@@ -86,7 +97,10 @@ RULE = Rule(
     severity=all_envs("error"),
     check=check,
     edge_cases=(
-        "Every rendered resource, whatever its kind (Namespaces, CRDs and OpenShift kinds included); the "
+        "Flux toolkit objects (`*.toolkit.fluxcd.io`: GitRepository, Kustomization, HelmRelease...) are "
+        "exempt: they configure reconciliation rather than run an application, and `flux bootstrap` writes "
+        "them without these labels.",
+        "Every other rendered resource, whatever its kind (Namespaces, CRDs and OpenShift kinds included); the "
         "labels are read from the resource's own `metadata.labels`, not its pod template.",
         "An empty label value counts as missing.",
         "`managed-by` other than `flux` (the label-set parameter) is a separate finding.",

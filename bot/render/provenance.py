@@ -289,6 +289,13 @@ class Provenance:
                 for i, lab in enumerate(data.get("labels") or []):
                     if isinstance(lab, dict) and key in (lab.get("pairs") or {}):
                         return at("labels", i, "pairs", key)
+        if obj.get("kind") in ("ConfigMap", "Secret"):
+            field_name = "configMapGenerator" if obj.get("kind") == "ConfigMap" else "secretGenerator"
+            idx = _generator_index(kust, field_name, names[0])
+            if idx is not None:
+                hit = self._generator_key_origin(kust, field_name, idx, segs)
+                if hit:
+                    return hit
         for patch in reversed(layer.patches):
             hit = self._patch_origin(patch, obj, names, segs)
             if hit:
@@ -330,48 +337,58 @@ class Provenance:
 
     def _generator_origin(self, generator: tuple[str, str], obj: dict, segs: tuple) -> Origin:
         kfile, kind = generator
-        directory = posixpath.dirname(kfile) or "."
-        layer = self.layer(directory)
+        layer = self.layer(posixpath.dirname(kfile) or ".")
         if layer is None:
             return Origin(kfile, 1, 1, "generator")
         kust = layer.kust
         field_name = "secretGenerator" if kind == "SecretGenerator" else "configMapGenerator"
-        name = str((obj.get("metadata") or {}).get("name") or "")
-        gens = kust.data.get(field_name) or []
-        idx = None
-        best = -1
-        for i, g in enumerate(gens):
-            gname = str(g.get("name") or "") if isinstance(g, dict) else ""
-            if gname and gname in name and len(gname) > best:
-                idx, best = i, len(gname)
+        idx = _generator_index(kust, field_name, str((obj.get("metadata") or {}).get("name") or ""))
         if idx is None:
             return Origin(kfile, kust.doc.line, kust.doc.line, "generator")
-        gen = gens[idx]
-        entry = kust.doc.span((field_name, idx)) or (kust.doc.line, kust.doc.line)
-        if len(segs) == 2 and segs[0] in ("data", "stringData", "binaryData") and isinstance(segs[1], str):
-            key = segs[1]
-            for j, lit in enumerate(gen.get("literals") or []):
-                if isinstance(lit, str) and lit.split("=", 1)[0].strip() == key:
-                    span = kust.doc.span((field_name, idx, "literals", j)) or entry
-                    return Origin(kfile, span[0], span[1], "generator", "literal")
-            for fld in ("envs", "files"):
-                for item in gen.get(fld) or []:
-                    if not isinstance(item, str):
-                        continue
-                    ref_key, _, ref_path = item.partition("=") if "=" in item else (posixpath.basename(item), "", item)
-                    try:
-                        rel = self.tree.resolve(directory, ref_path)
-                    except ValueError:
-                        continue
-                    if fld == "files" and ref_key == key:
-                        return Origin(rel, 1, 1, "generator", "file")
-                    if fld == "envs":
-                        for n, line in enumerate(self.tree.lines(rel), 1):
-                            if line.split("=", 1)[0].strip() == key:
-                                return Origin(rel, n, n, "generator", "env")
-        name_span = kust.doc.span((field_name, idx, "name"))
-        line = name_span[0] if name_span else entry[0]
+        hit = self._generator_key_origin(kust, field_name, idx, segs)
+        if hit:
+            return hit
+        name_span = kust.doc.span((field_name, idx, "name")) or kust.doc.span((field_name, idx))
+        line = name_span[0] if name_span else kust.doc.line
         return Origin(kfile, line, line, "generator")
+
+    def _generator_key_origin(self, kust: Kustomization, field_name: str, idx: int, segs: tuple) -> Origin | None:
+        """The literal, env-file line or file that put `data.KEY` into a generated object."""
+        if not (len(segs) == 2 and segs[0] in ("data", "stringData", "binaryData") and isinstance(segs[1], str)):
+            return None
+        key = segs[1]
+        gen = (kust.data.get(field_name) or [])[idx]
+        for j, lit in enumerate(gen.get("literals") or []):
+            if isinstance(lit, str) and lit.split("=", 1)[0].strip() == key:
+                span = kust.doc.span((field_name, idx, "literals", j))
+                if span:
+                    return Origin(kust.file, span[0], span[1], "generator", "literal")
+        for fld in ("envs", "files"):
+            for item in gen.get(fld) or []:
+                if not isinstance(item, str):
+                    continue
+                ref_key, _, ref_path = item.partition("=") if "=" in item else (posixpath.basename(item), "", item)
+                try:
+                    rel = self.tree.resolve(kust.dir, ref_path)
+                except ValueError:
+                    continue
+                if fld == "files" and ref_key == key:
+                    return Origin(rel, 1, 1, "generator", "file")
+                if fld == "envs":
+                    for n, line in enumerate(self.tree.lines(rel), 1):
+                        if line.split("=", 1)[0].strip() == key:
+                            return Origin(rel, n, n, "generator", "env")
+        return None
+
+
+def _generator_index(kust: Kustomization, field_name: str, name: str) -> int | None:
+    """The generator entry whose name is (the longest) part of a rendered object's name."""
+    idx, best = None, -1
+    for i, g in enumerate(kust.data.get(field_name) or []):
+        gname = str(g.get("name") or "") if isinstance(g, dict) else ""
+        if gname and gname in name and len(gname) > best:
+            idx, best = i, len(gname)
+    return idx
 
 
 def _get(obj: Any, segs: tuple) -> Any:

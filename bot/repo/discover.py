@@ -8,7 +8,7 @@ overlay includes is built as part of it).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -45,6 +45,7 @@ class RepoModel:
     aliases: Mapping[str, str] | None = None
     default_environment: str | None = None
     yaml_errors: dict[str, YamlError] = field(default_factory=dict)
+    env_override: Callable[[str], str | None] | None = None  # configured path globs win
 
     @cached_property
     def graph(self) -> Graph:
@@ -134,7 +135,10 @@ class RepoModel:
             return None
 
     def environment_of(self, path: str, flux: FluxRef | None) -> str | None:
-        env = None
+        if self.env_override is not None:
+            configured = self.env_override(path) or (self.env_override(flux.file) if flux else None)
+            if configured:
+                return configured
         if flux is not None:
             env = env_from_path(flux.file, self.aliases, ("clusters",)) or env_from_path(path, self.aliases)
         else:

@@ -1,0 +1,174 @@
+"""One pipeline for the CLI and the App: source → graph → render → rules → compare.
+
+Pure over trees on disk: no network. The App fetches the two trees; `check` and `review` read
+them locally; both end in a `Report` that any reporter can print or publish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import rules as rulebook
+from bot import __version__
+from bot.config import Config, effective_policy
+from bot.model import Finding, Origin, ResourceId, Target
+from bot.objects import EnvContext, RenderedObject
+from bot.plain import load_plain
+from bot.publish.report import Report, TargetStatus
+from bot.render.build import DiskCache, Rendered, Renderer
+from bot.render.kustomize import Kustomize, find_kustomize
+from bot.repo.discover import RepoModel
+from bot.repo.tree import RepoTree
+from bot.yamlpos import YamlError
+
+DEFAULT_ENVIRONMENT = "production"
+
+
+@dataclass
+class Side:
+    """The findings of one tree (the PR head or its base)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    statuses: list[TargetStatus] = field(default_factory=list)
+    rendered: list[Rendered] = field(default_factory=list)
+    model: RepoModel | None = None
+
+
+def make_model(root: Path, config: Config) -> RepoModel:
+    model = RepoModel(RepoTree(root), aliases=config.aliases, default_environment=DEFAULT_ENVIRONMENT)
+    model.env_override = config.env_for_path
+    return model
+
+
+def is_repository(model: RepoModel) -> bool:
+    """A tree is treated as a GitOps repository when it has something to build."""
+    return bool(model.kustomization_dirs or model.flux_kustomizations())
+
+
+def _build_error(target: Target, rendered: Rendered) -> Finding:
+    rule = rulebook.get_rule("build-error")
+    err = rendered.error
+    env = target.environment or DEFAULT_ENVIRONMENT
+    return Finding(
+        rule=rule.id, severity=rule.severity_for(env) or "error", environment=env,
+        message=f"`{target.path}` cannot be built: {err.message}. Flux would fail to apply it, "
+                f"and nothing in it could be checked.",
+        remediation=rule.remediation, target=target.path,
+        origin=Origin(err.file, err.line, err.line, "build"),
+    )
+
+
+def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, config: Config,
+                         changed: frozenset[str] | None) -> list[EnvContext]:
+    """Group rendered objects by environment; an object rendered by two targets counts once."""
+    by_env: dict[str, dict[ResourceId, RenderedObject]] = {}
+    for r in rendered:
+        env = r.target.environment or DEFAULT_ENVIRONMENT
+        bucket = by_env.setdefault(env, {})
+        for ro in r.objects:
+            bucket.setdefault(ro.id, ro)
+    policy = effective_policy(config)
+    read = model.tree.lines if model else (lambda _f: [])
+    return [EnvContext(env, list(objs.values()), policy, repo=model, read_lines=read, changed_files=changed)
+            for env, objs in sorted(by_env.items())]
+
+
+def check_repository(root: Path, config: Config, *, targets: list[Target] | None = None,
+                     changed: frozenset[str] | None = None, kustomize: Kustomize | None = None,
+                     cache: DiskCache | None = None) -> Side:
+    """Render the given targets (default: all) of a repository and run every rule."""
+    model = make_model(root, config)
+    side = Side(model=model)
+    todo = list(model.targets if targets is None else targets)
+    todo = [t for t in todo if not config.is_ignored(t.path)]
+    renderer = Renderer(model, kustomize=kustomize, cache=cache)
+    side.rendered = renderer.render_all(todo)
+    for r in side.rendered:
+        side.statuses.append(TargetStatus(r.target.path, r.target.environment or DEFAULT_ENVIRONMENT,
+                                          "ok" if r.ok else "error", len(r.objects)))
+        if not r.ok:
+            side.findings.append(_build_error(r.target, r))
+    for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, changed):
+        side.findings.extend(rulebook.run_env_rules(ctx, config))
+    run_repo = getattr(rulebook, "run_repo_rules", None)
+    if run_repo is not None:
+        side.findings.extend(run_repo(model, config, changed_files=changed))
+    return side
+
+
+def check_plain(path: Path, environment: str, config: Config) -> Side:
+    """A file or folder of plain manifests, checked as one rendered environment."""
+    side = Side()
+    try:
+        objects = load_plain(path)
+    except YamlError as exc:
+        rule = rulebook.get_rule("build-error")
+        side.findings.append(Finding(rule.id, "error", environment, f"{exc.message}", rule.remediation,
+                                     origin=Origin(path.name, exc.line, exc.line, "build")))
+        return side
+    root = path if path.is_dir() else path.parent
+    tree = RepoTree(root)
+    ctx = EnvContext(environment, objects, effective_policy(config), read_lines=tree.lines)
+    side.findings.extend(rulebook.run_env_rules(ctx, config))
+    side.statuses.append(TargetStatus(path.name, environment, "ok", len(objects)))
+    return side
+
+
+def compare(head: list[Finding], base: list[Finding]) -> list[Finding]:
+    """Mark head findings new unless the base has one with the same fingerprint."""
+    seen = {f.fingerprint for f in base}
+    for f in head:
+        f.new = f.fingerprint not in seen
+    return head
+
+
+def filter_envs(findings: list[Finding], envs: list[str] | None, config: Config) -> list[Finding]:
+    if not envs:
+        return findings
+    from bot.config import normalise_env
+
+    wanted = {normalise_env(e, config) for e in envs}
+    return [f for f in findings if f.environment in wanted or f.environment is None]
+
+
+def make_report(side: Side, findings: list[Finding], kustomize: Kustomize | None, head_sha: str | None = None) -> Report:
+    findings = sorted(findings, key=lambda f: (f.environment or "", f.origin.file or "", f.origin.line or 0, f.rule))
+    return Report(findings=findings, targets=side.statuses, tool_version=__version__,
+                  kustomize_version=kustomize.version if kustomize else "",
+                  rules={r.id: r for r in rulebook.all_rules()}, head_sha=head_sha)
+
+
+def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | None = None,
+              changed: frozenset[str] | None = None, affected_only: bool = False,
+              cache: DiskCache | None = None) -> Report:
+    """`check` and `review`: findings of `head`, marked new against `base` when given.
+
+    With `affected_only` (a pull request), only targets a changed file reaches are rendered, on
+    both sides; repo-level rules still see the whole tree.
+    """
+    head_model = make_model(head, config)
+    if not is_repository(head_model) and not (head / "kustomization.yaml").exists():
+        env = (envs or [DEFAULT_ENVIRONMENT])[0]
+        head_side = check_plain(head, env, config)
+        base_side = check_plain(base, env, config) if base else None
+        findings = compare(head_side.findings, base_side.findings) if base_side else head_side.findings
+        return make_report(head_side, findings, None)
+    kustomize = find_kustomize()
+    head_targets = base_targets = None
+    if affected_only and changed is not None:
+        head_targets = head_model.affected(changed=changed)
+        if base is not None:
+            base_model = make_model(base, config)
+            base_targets = base_model.affected(changed=changed)
+            keys = {t.key for t in head_targets} | {t.key for t in base_targets}
+            head_targets = [t for t in head_model.targets if t.key in keys]
+            base_targets = [t for t in base_model.targets if t.key in keys]
+    head_side = check_repository(head, config, targets=head_targets, changed=changed, kustomize=kustomize, cache=cache)
+    findings = head_side.findings
+    if base is not None:
+        base_side = check_repository(base, config, targets=base_targets, changed=changed, kustomize=kustomize,
+                                     cache=cache)
+        findings = compare(findings, base_side.findings)
+    return make_report(head_side, filter_envs(findings, envs, config), kustomize)
