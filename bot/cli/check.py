@@ -65,14 +65,17 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise UsageError(f"{args.path}: no such file or directory; give a repository or manifest folder")
         root = find_root(path) if path.is_dir() else path.parent
-        head = path if path.is_dir() else path
+        scope = None
+        head = path
+        if path.is_dir() and path != root and (root / ".git").exists():
+            head, scope = root, path.relative_to(root).as_posix()
         config = load_config(args.config, root if path.is_dir() else path.parent)
         with tempfile.TemporaryDirectory(prefix="infra-review-base-") as tmp:
             base = None
             if args.base:
                 candidate = Path(args.base)
                 base = candidate.resolve() if candidate.exists() else materialize_ref(root, args.base, Path(tmp))
-            report = run_check(head, base, config, envs=args.env)
+            report = run_check(head, base, config, envs=args.env, scope=scope)
     except UsageError as exc:
         print(f"infra-review check: {exc}", file=sys.stderr)
         return 2

@@ -93,6 +93,20 @@ class RepoModel:
             return True
         return boot is not None and mine.spec.get("url") == boot.spec.get("url")
 
+    def _unbootstrapped_self(self, kind: str, raw: str) -> bool:
+        """In a repository without a bootstrap GitRepository (an app repo shipping its own Flux
+        objects), a GitRepository source whose explicit path exists here is taken as this repo."""
+        if kind != "GitRepository" or any(f.kind == "GitRepository" and f.name == BOOTSTRAP_SOURCE
+                                          for f in self.flux_objects):
+            return False
+        path = raw.strip().lstrip("/")
+        if path in ("", ".", "./"):
+            return False
+        try:
+            return self.tree.is_dir(self.tree.resolve(".", path))
+        except PathEscape:
+            return False
+
     def _artifact_path(self, artifact: str, path: str) -> str | None:
         """Map a path inside an ArtifactGenerator's artifact back to the repository path it copies."""
         for gen in self.flux_objects:
@@ -127,7 +141,7 @@ class RepoModel:
             raw = self._artifact_path(name, raw)
             if raw is None:
                 return None
-        elif not self._is_self(kind, name):
+        elif not self._is_self(kind, name) and not self._unbootstrapped_self(kind, raw):
             return None
         try:
             return self.tree.resolve(".", raw.lstrip("/") or ".")

@@ -140,11 +140,17 @@ def make_report(side: Side, findings: list[Finding], kustomize: Kustomize | None
                   rules={r.id: r for r in rulebook.all_rules()}, head_sha=head_sha)
 
 
+def in_scope(path: str | None, scope: str | None) -> bool:
+    return not scope or scope == "." or (path is not None and (path == scope or path.startswith(scope + "/")))
+
+
 def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | None = None,
               changed: frozenset[str] | None = None, affected_only: bool = False,
-              cache: DiskCache | None = None) -> Report:
+              cache: DiskCache | None = None, scope: str | None = None) -> Report:
     """`check` and `review`: findings of `head`, marked new against `base` when given.
 
+    `scope` (a repository-relative folder) limits the targets and findings to that folder while
+    the whole tree stays visible, so Flux paths written from the repository root still resolve.
     With `affected_only` (a pull request), only targets a changed file reaches are rendered, on
     both sides; repo-level rules still see the whole tree.
     """
@@ -157,6 +163,8 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         return make_report(head_side, findings, None)
     kustomize = find_kustomize()
     head_targets = base_targets = None
+    if scope and scope != ".":
+        head_targets = [t for t in head_model.targets if in_scope(t.path, scope)]
     if affected_only and changed is not None:
         head_targets = head_model.affected(changed=changed)
         if base is not None:
@@ -171,4 +179,6 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         base_side = check_repository(base, config, targets=base_targets, changed=changed, kustomize=kustomize,
                                      cache=cache)
         findings = compare(findings, base_side.findings)
+    if scope and scope != ".":
+        findings = [f for f in findings if in_scope(f.origin.file, scope) or in_scope(f.target, scope)]
     return make_report(head_side, filter_envs(findings, envs, config), kustomize)
