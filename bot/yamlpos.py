@@ -77,10 +77,7 @@ class YamlDoc:
             if isinstance(seg, tuple):
                 if not isinstance(cur, list):
                     return tuple(raw), i
-                idx = next(
-                    (j for j, x in enumerate(cur) if isinstance(x, dict) and str(x.get(seg[0])) == seg[1]),
-                    None,
-                )
+                idx = _select(cur, seg[0], seg[1])
                 if idx is None:
                     return tuple(raw), i
                 raw.append(idx)
@@ -111,6 +108,21 @@ class YamlDoc:
             raw = raw[:-1]
             n -= 1
         return self.spans.get(raw, (self.line, self.end_line)), n
+
+
+def _select(items: list, key: str, value: str) -> int | None:
+    """Index of the item whose `key` equals `value`; failing that, the item whose value is the
+    longest part of it (a rendered name carries prefixes, suffixes or a hash the source lacks)."""
+    best, best_len = None, 0
+    for j, x in enumerate(items):
+        if not isinstance(x, dict) or x.get(key) is None:
+            continue
+        name = str(x.get(key))
+        if name == value:
+            return j
+        if len(name) > best_len and name in value:
+            best, best_len = j, len(name)
+    return best
 
 
 class _Builder:

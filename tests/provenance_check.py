@@ -24,6 +24,8 @@ def _line_scalar(line: str) -> str:
 def _supports(lines: list[str], start: int, end: int, value) -> bool:
     """The span holds the value, or holds a name the value was derived from (prefix, suffix and
     hash transformations and name references keep the original name inside the value)."""
+    if value is None:
+        return True
     text = "\n".join(lines[start - 1:end])
     sval = str(value).lower() if isinstance(value, bool) else str(value)
     first = sval.splitlines()[0].strip() if sval.strip() else ""

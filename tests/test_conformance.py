@@ -58,7 +58,10 @@ def test_provenance_cites_lines_that_hold_the_value():
     assert rate >= PROVENANCE_FLOOR, "\n".join(problems[:40])
 
 
-PROVENANCE_FLOOR = 0.92
+# Measured 3342/3384 (98.8%). Known gaps: values set by `replacements`, by transformer configs
+# in separate files, by JSON patches that rename a resource, and patches on list items matched by
+# a merge key other than `name` (their line falls back to the enclosing object).
+PROVENANCE_FLOOR = 0.985
 
 
 def test_cli_prints_exactly_what_kustomize_prints(tmp_path):

@@ -78,3 +78,16 @@ def inject(kustomization_text: str) -> tuple[str, bool]:
         return f"{kustomization_text}{sep}buildMetadata: [originAnnotations]\n", True
     data["buildMetadata"] = [*(meta if isinstance(meta, list) else []), "originAnnotations"]
     return yaml.safe_dump(data, sort_keys=False), True
+
+
+def own_origin(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The origin annotation a build kept because the user asked for it (buildMetadata)."""
+    ann = (obj.get("metadata") or {}).get("annotations") if isinstance(obj.get("metadata"), dict) else None
+    raw = ann.get(ORIGIN) if isinstance(ann, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return None
+    return value if isinstance(value, dict) else None

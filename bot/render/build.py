@@ -21,7 +21,7 @@ from typing import Any
 from bot.model import ResourceId, Target
 from bot.objects import RenderedObject
 from bot.render import flux
-from bot.render.annotations import inject, strip_output
+from bot.render.annotations import inject, own_origin, strip_output
 from bot.render.kustomize import Kustomize, clean_error, find_kustomize, run_build
 from bot.repo.discover import RepoModel
 from bot.repo.kustomization import BuildError
@@ -197,6 +197,8 @@ class Renderer:
         docs = [d for d in load_docs(text, target.path) if isinstance(d.data, dict)]
         for i, doc in enumerate(docs):
             origin = origins[i] if origins and i < len(origins) else None
+            if origins is None:
+                origin = own_origin(doc.data)
             ro = RenderedObject(doc.data, ResourceId.of(doc.data), target)
             ro.locate = prov.locator(ro, origin)
             objects.append(ro)

@@ -24,6 +24,7 @@ from bot.yamlpos import YamlDoc, YamlError, load_docs
 if TYPE_CHECKING:
     from bot.repo.discover import RepoModel
 
+BUILD_METADATA_KEYS = ("config.kubernetes.io/origin", "alpha.config.kubernetes.io/transformations")
 LABEL_MAPS = ("labels", "annotations", "matchLabels", "selector")
 _IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
 IMAGE_PATH = re.compile(r"\.(?:initContainers|containers|ephemeralContainers)\[[^\]]+\]\.image$")
@@ -207,6 +208,7 @@ class Provenance:
             return None
         kind = obj.get("kind")
         name = str((obj.get("metadata") or {}).get("name") or "")
+        docs = [item for d in docs for item in _expand_list(d)]
         same_kind = [d for d in docs if d.data.get("kind") == kind]
         best, best_len = None, -1
         for d in same_kind:
@@ -244,14 +246,36 @@ class Provenance:
             for layer in layers:
                 hit = self._layer_origin(layer, obj, names, path, segs)
                 if hit:
-                    return hit
+                    return self._through_vars(hit, layers)
             if generator:
                 return self._generator_origin(generator, obj, segs)
             if doc is not None and src_file:
-                return locate_in_doc(doc, src_file, path)
+                return self._through_vars(locate_in_doc(doc, src_file, path), layers)
             return Origin(src_file, 1 if src_file else None, None, "enclosing")
 
         return locate
+
+    def _through_vars(self, origin: Origin, layers: list[Layer]) -> Origin:
+        """A source line holding `$(VAR)` got its value from the `vars:` entry that defines VAR."""
+        if origin.via not in ("manifest", "patch") or not origin.file or not origin.line:
+            return origin
+        lines = self.tree.lines(origin.file)
+        text = lines[origin.line - 1] if origin.line <= len(lines) else ""
+        for var in re.findall(r"\$\(([A-Za-z0-9_.\-]+)\)", text):
+            for layer in self._all_layers(layers):
+                for i, v in enumerate(layer.kust.data.get("vars") or []):
+                    if isinstance(v, dict) and v.get("name") == var:
+                        span = layer.kust.doc.span(("vars", i))
+                        line = span[0] if span else layer.kust.doc.line
+                        return Origin(layer.kust.file, line, span[1] if span else line, "kustomization", f"vars {var}")
+        return origin
+
+    def _all_layers(self, layers: list[Layer]) -> list[Layer]:
+        """The chain's layers first, then every other kustomization the target reads (vars
+        defined in a sibling base apply across the whole build)."""
+        seen = {ly.kust.dir for ly in layers}
+        rest = [self.layer(d) for d in sorted(self.model.inputs(self.target).dirs) if d not in seen]
+        return layers + [ly for ly in rest if ly is not None]
 
     # --- per-layer checks ----------------------------------------------------------------------
     def _layer_origin(self, layer: Layer, obj: dict, names: list[str], path: str, segs: tuple) -> Origin | None:
@@ -263,8 +287,12 @@ class Provenance:
             line = span[0] if span else kust.doc.line
             return Origin(kust.file, line, span[1] if span else line, "kustomization", detail or str(s[0]))
 
-        if segs == ("metadata", "namespace") and data.get("namespace"):
+        if segs and segs[-1] == "namespace" and data.get("namespace") and (
+                segs == ("metadata", "namespace") or _get(obj, segs) == data.get("namespace")):
             return at("namespace")
+        if len(segs) == 3 and segs[:2] == ("metadata", "annotations") and segs[2] in BUILD_METADATA_KEYS \
+                and data.get("buildMetadata"):
+            return at("buildMetadata")
         if segs == ("metadata", "name"):
             for fld in ("namePrefix", "nameSuffix"):
                 if data.get(fld):
@@ -389,6 +417,21 @@ def _generator_index(kust: Kustomization, field_name: str, name: str) -> int | N
         if gname and gname in name and len(gname) > best:
             idx, best = i, len(gname)
     return idx
+
+
+def _expand_list(doc: YamlDoc) -> list[YamlDoc]:
+    """A `kind: List` document stands for its items, each a document of its own."""
+    items = doc.data.get("items") if str(doc.data.get("kind", "")).endswith("List") else None
+    if not isinstance(items, list):
+        return [doc]
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            prefix = ("items", i)
+            spans = {k[2:]: v for k, v in doc.spans.items() if k[:2] == prefix}
+            line, end = spans.get((), (doc.line, doc.end_line))
+            out.append(YamlDoc(item, doc.index, line, end, spans))
+    return out
 
 
 def _get(obj: Any, segs: tuple) -> Any:
