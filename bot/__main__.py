@@ -27,9 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--origins", action="store_true", help="show the source file:line of every value")
     b.set_defaults(func=_build)
 
-    from bot.cli import check
+    from bot.cli import check, demo, review, serve
 
     check.add_parser(sub)
+    review.add_parser(sub)
+    serve.add_parser(sub)
+    demo.add_parser(sub)
 
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -19,10 +20,11 @@ import yaml
 from bot.model import Finding, ResourceId
 from bot.objects import EnvContext
 from rules.base import Rule
-from rules.suppression import Suppression, apply_suppressions, suppressions_of
+from rules.suppression import ANNOTATION, Suppression, apply_suppressions, parse_ignore, suppressions_of
 
 if TYPE_CHECKING:
     from bot.config import Config
+    from bot.repo.discover import RepoModel
 
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
 
@@ -114,3 +116,60 @@ def run_env_rules(ctx: EnvContext, config: Config | None = None) -> list[Finding
             forbidden = rule.id in config.forbid_suppression
             out.append(apply_suppressions(f, by_id.get(f.resource, []) if f.resource else [], forbidden))
     return out
+
+
+def run_repo_rules(
+    model: RepoModel,
+    config: Config | None = None,
+    changed_files: frozenset[str] | None = None,
+    *,
+    environment_by_path: Callable[[str], str | None] | None = None,
+) -> list[Finding]:
+    """Every enabled repository-scope rule, once over the whole repository model.
+
+    A repo rule module defines `check_repo(scope, rule)` (see rules.repo_checks.RepoScope); each finding
+    carries the environment of the path it is about. `changed_files` limits what only changed files
+    can trigger (scripts and CI for `direct-apply`); None means every file. `environment_by_path`
+    maps a repository path to an environment ahead of the config's paths and the path conventions.
+    Findings in ignored paths are dropped; an `infra-review.io/ignore` annotation on the object a
+    finding names suppresses it as for environment rules.
+    """
+    from rules.repo_checks import RepoScope
+
+    if config is None:
+        from bot.config import Config
+
+        config = Config.default()
+    scope = RepoScope(model, config, changed_files, environment_by_path)
+    out: list[Finding] = []
+    for rule in all_rules():
+        if rule.scope != "repo":
+            continue
+        check = getattr(importlib.import_module(f"{__name__}.{rule.id.replace('-', '_')}"), "check_repo", None)
+        if check is None:
+            continue
+        effective = replace(rule, params={**rule.params, **config.params_for(rule.id)})
+        forbidden = rule.id in config.forbid_suppression
+        for f in check(scope, effective):
+            if config.is_ignored(f.origin.file):
+                continue
+            out.append(apply_suppressions(f, _annotated_suppressions(model, f), forbidden))
+    return out
+
+
+def _annotated_suppressions(model: RepoModel, f: Finding) -> list[Suppression]:
+    """Suppressions written on the source object a repo finding names (found by resource id in its file)."""
+    from bot.yamlpos import YamlError
+
+    if f.resource is None or not f.origin.file:
+        return []
+    try:
+        docs = model.tree.docs(f.origin.file)
+    except YamlError:
+        return []
+    for doc in docs:
+        if isinstance(doc.data, dict) and ResourceId.of(doc.data) == f.resource:
+            annotations = (doc.data.get("metadata") or {}).get("annotations")
+            if isinstance(annotations, dict) and ANNOTATION in annotations:
+                return parse_ignore(annotations[ANNOTATION])
+    return []

@@ -1,6 +1,18 @@
 """direct-apply: changes that bypass Flux (repo scope)."""
 
+from __future__ import annotations
+
+import posixpath
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bot.model import Finding, Suggestion, Target
+from bot.repo.environments import DEFAULT_ALIASES, env_from_path
+from bot.yamlpos import YamlError
 from rules.base import Rule, per_env
+from rules.repo_checks import RepoScope, repo_finding, where
 
 RULE = Rule(
     id="direct-apply",
@@ -19,5 +31,221 @@ RULE = Rule(
         "(b) a changed script, Makefile or CI workflow line running `kubectl apply/create/replace/patch/edit/"
         "delete/scale/set` or `helm install/upgrade` against the cluster: error where it names production, "
         "warning otherwise.",
+        "(b) `--dry-run` (client or server), `kubectl kustomize`/`diff`/`get`/`wait`, `helm template`/`lint` and "
+        "commented-out lines are not flagged; `--dry-run=none` is a real apply.",
+        "(b) production is named by the line (`--context prod-eu`, `overlays/production`), the file's path, "
+        "or a setting in the file such as a workflow's `environment: production`.",
     ),
 )
+
+SCRIPT_SUFFIXES = (".sh", ".bash", ".mk")
+SCRIPT_NAMES = frozenset({"Makefile", "makefile", "GNUmakefile", "Justfile", "justfile", "Taskfile.yml",
+                          "Taskfile.yaml", "Jenkinsfile", ".gitlab-ci.yml", "azure-pipelines.yml"})
+CI_PATHS = re.compile(r"^(?:\.github/workflows/[^/]+\.ya?ml|\.circleci/config\.ya?ml|\.gitlab/ci/.+\.ya?ml|"
+                      r"\.forgejo/workflows/[^/]+\.ya?ml|\.gitea/workflows/[^/]+\.ya?ml)$")
+MUTATING = {
+    "kubectl": frozenset({"apply", "create", "replace", "patch", "edit", "delete", "scale", "set"}),
+    "helm": frozenset({"install", "upgrade"}),
+}
+# Global flags that take their value as the next word (`kubectl --context prod apply`).
+VALUE_FLAGS = frozenset({"-n", "--namespace", "--context", "--kube-context", "--kubeconfig", "--cluster", "--user",
+                         "-s", "--server", "--token", "--as", "--kube-apiserver", "--kube-token", "--kube-as-user",
+                         "--registry-config", "--repository-config"})
+TOOL = re.compile(r"(?<![\w.$-])(?:(kubectl|helm)|\$\{?\(?(KUBECTL|HELM)\)?\}?)(?=\s)")
+SEPARATORS = re.compile(r"\|\|?|&&|;|\)|`|\$\(")
+PRODUCTION = re.compile(r"(?i)(?<![a-z0-9])(?<!non-)(?<!non_)(?:prod|production|prd)(?![a-z])")
+FILE_TARGETS_PRODUCTION = re.compile(
+    r"(?im)^\s*(?:-\s*)?[\w-]*(?:environment|context|cluster)[\w-]*\s*[:=]\s*[\"']?[\w./-]*?"
+    r"(?<![a-z0-9])(?:prod|production|prd)(?![a-z])"
+)
+
+
+def is_script_or_ci(rel: str) -> bool:
+    name = posixpath.basename(rel)
+    return name in SCRIPT_NAMES or name.endswith(SCRIPT_SUFFIXES) or bool(CI_PATHS.match(rel))
+
+
+@dataclass(frozen=True)
+class Command:
+    line: int
+    tool: str
+    verb: str
+    text: str  # the invocation, whitespace collapsed, up to the next shell separator
+
+
+def _uncomment(text: str) -> str:
+    stripped = text.lstrip()
+    if stripped.startswith(("#", "//")):
+        return ""
+    return re.split(r"\s#", text, maxsplit=1)[0]
+
+
+def logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
+    """(first line number, text) with `\\`-continued lines joined and comments dropped."""
+    start, buf = 0, []
+    for i, raw in enumerate(lines, 1):
+        text = _uncomment(raw)
+        if not buf:
+            start = i
+        if text.rstrip().endswith("\\"):
+            buf.append(text.rstrip()[:-1])
+            continue
+        buf.append(text)
+        yield start, " ".join(buf)
+        buf = []
+    if buf:
+        yield start, " ".join(buf)
+
+
+def mutating_commands(lines: list[str]) -> Iterator[Command]:
+    """Invocations of kubectl/helm in shell-ish text that change the cluster (dry runs excluded)."""
+    for number, text in logical_lines(lines):
+        for m in TOOL.finditer(text):
+            tool = (m.group(1) or m.group(2)).lower()
+            rest = text[m.end():]
+            sep = SEPARATORS.search(rest)
+            words = (rest[: sep.start()] if sep else rest).split()
+            verb, skip = None, False
+            for word in words:
+                if skip:
+                    skip = False
+                    continue
+                if word.startswith("-"):
+                    skip = word in VALUE_FLAGS
+                    continue
+                verb = word.strip("\"'")
+                break
+            if verb not in MUTATING[tool]:
+                continue
+            if any(w == "--dry-run" or (w.startswith("--dry-run=") and w != "--dry-run=none") for w in words):
+                continue
+            invocation = " ".join([tool, *words])
+            yield Command(number, tool, verb, invocation[:200])
+
+
+def _named_environment(text: str, scope: RepoScope) -> str | None:
+    if PRODUCTION.search(text):
+        return "production"
+    for word in re.split(r"[^\w-]+", text):
+        env = env_from_path(word.lower(), {**DEFAULT_ALIASES, **scope.config.aliases})
+        if env:
+            return env
+    return None
+
+
+def script_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
+    for rel in scope.model.tree.files:
+        if not is_script_or_ci(rel) or not scope.is_changed(rel) or scope.config.is_ignored(rel):
+            continue
+        lines = scope.model.tree.lines(rel)
+        file_env = "production" if (PRODUCTION.search(rel) or FILE_TARGETS_PRODUCTION.search("\n".join(lines))) \
+            else None
+        seen: Counter[str] = Counter()
+        for cmd in mutating_commands(lines):
+            seen[cmd.text] += 1
+            named = _named_environment(cmd.text, scope)
+            production = named == "production" or file_env == "production"
+            environment = "production" if production else (named or scope.environment(rel))
+            severity = scope.severity(rule, environment, "error" if production else "warning")
+            if severity is None:
+                continue
+            reason = ("it targets production" if production else
+                      f"it runs {where(environment)}" if environment else "it changes whichever cluster the "
+                      "runner's kubeconfig points at")
+            yield repo_finding(
+                rule,
+                severity=severity,
+                environment=environment,
+                message=(f"`{rel}` line {cmd.line} runs `{cmd.tool} {cmd.verb}` against a cluster ({reason}): "
+                         f"a change applied this way bypasses review and Flux, drifts from git, and is "
+                         f"reverted or fought over on the next reconcile."),
+                file=rel,
+                line=cmd.line,
+                field=cmd.text if seen[cmd.text] == 1 else f"{cmd.text} [{seen[cmd.text]}]",
+                remediation=("Commit the manifest change and let Flux reconcile it (`flux reconcile kustomization "
+                             "<name>` to speed it up); for checks in CI use `kubectl kustomize`, `kubectl diff` or "
+                             "`--dry-run=server`."),
+            )
+
+
+# --- (a) overlays nobody applies ----------------------------------------------------------
+
+
+def _reached_dirs(scope: RepoScope) -> set[str]:
+    dirs: set[str] = set()
+    for target in scope.model.targets:
+        if target.flux is not None:
+            dirs |= scope.model.inputs(target).dirs
+    return dirs
+
+
+def include_suggestion(scope: RepoScope, overlay: str, reached: set[str]) -> tuple[str, Suggestion] | None:
+    """Listing the overlay in the nearest enclosing kustomization that Flux does apply."""
+    parent = posixpath.dirname(overlay)
+    while parent and parent != ".":
+        if parent in reached:
+            kfile = scope.model.tree.kustomization_file(parent)
+            if kfile is None:
+                return None
+            try:
+                (doc,) = scope.model.tree.docs(kfile)
+            except (YamlError, ValueError):
+                return None
+            items = doc.data.get("resources") if isinstance(doc.data, dict) else None
+            if not isinstance(items, list) or not items:
+                return None
+            span = doc.span(("resources", len(items) - 1))
+            lines = scope.model.tree.lines(kfile)
+            if not span or span[0] != span[1] or not 0 < span[0] <= len(lines):
+                return None
+            last = lines[span[0] - 1]
+            m = re.match(r"^(\s*-\s+)", last)
+            if not m:
+                return None
+            entry = posixpath.relpath(overlay, parent)
+            return kfile, Suggestion(kfile, span[0], span[0], f"{last}\n{m.group(1)}{entry}")
+        parent = posixpath.dirname(parent)
+    return None
+
+
+def overlay_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
+    unreached: list[Target] = scope.model.unreached_overlays()
+    if not unreached:
+        return
+    reached = _reached_dirs(scope)
+    has_flux = bool(scope.model.flux_kustomizations())
+    for target in unreached:
+        kfile = scope.model.tree.kustomization_file(target.path)
+        if kfile is None or scope.config.is_ignored(kfile):
+            continue
+        environment = scope.environment(target.path)
+        severity = scope.severity(rule, environment)
+        if severity is None:
+            continue
+        include = include_suggestion(scope, target.path, reached)
+        how = (f"list it in `{include[0]}` (which Flux applies)" if include else
+               "add a Flux Kustomization under `clusters/<env>/` whose `spec.path` is this overlay, or list it in an "
+               "overlay that one applies")
+        context = ("No Flux Kustomization in this repository reaches it" if has_flux else
+                   "This repository defines no Flux Kustomization at all, so nothing in it says who applies it")
+        yield repo_finding(
+            rule,
+            severity=severity,
+            environment=environment,
+            message=(f"Overlay `{target.path}` ({where(environment)}) is not applied by Flux. {context}, so it "
+                     f"could only reach the cluster through a manual `kubectl apply -k`: unreviewed, and "
+                     f"never reconciled or corrected by Flux. To deploy it through GitOps, {how}."),
+            file=kfile,
+            line=1,
+            target=target.path,
+            field="overlay",
+            suggestion=include[1] if include else None,
+            remediation=("List the overlay in a kustomization that a Flux Kustomization applies, or add a Flux "
+                         "Kustomization under `clusters/<env>/` with `spec.path` pointing at it; delete it if it "
+                         "is no longer deployed."),
+        )
+
+
+def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
+    yield from overlay_findings(scope, rule)
+    yield from script_findings(scope, rule)

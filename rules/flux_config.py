@@ -1,6 +1,23 @@
 """flux-config: Flux objects that cannot reconcile or reconcile unsafely (repo scope)."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bot.model import Finding, FluxRef, ResourceId, Suggestion
+from bot.repo.discover import BOOTSTRAP_SOURCE
+from bot.yamlpos import YamlDoc
 from rules.base import Rule, all_envs
+from rules.repo_checks import (
+    RepoScope,
+    flux_docs,
+    insert_under,
+    line_at,
+    replace_value_line,
+    repo_finding,
+    where,
+)
 
 RULE = Rule(
     id="flux-config",
@@ -16,7 +33,170 @@ RULE = Rule(
     scope="repo",
     check=None,
     edge_cases=(
-        "Error: a Kustomization `spec.path` or a HelmRelease chart path/source that does not exist.",
-        "Warning: a Kustomization without `prune: true`, `sourceRef`, `interval`, or `healthChecks`/`wait`.",
+        "Error: a Kustomization `spec.path` or a HelmRelease chart path (GitRepository source that is this "
+        "repository) that does not exist; paths holding `${VAR}` are not judged.",
+        "Warning: a Kustomization without `prune: true`, `sourceRef`, `interval`, or `healthChecks`/`wait` (one "
+        "finding per missing setting); the bootstrap `flux-system` Kustomization that `flux bootstrap` writes is "
+        "exempt from the health-check warning, since it only applies the cluster's own Flux objects.",
+        "Warning: a `sourceRef`/`chartRef` naming a source kind and name that no file of the repository "
+        "defines (it may exist only in the cluster); the bootstrap GitRepository `flux-system` is exempt.",
+        "Flux objects in files that a kustomization uses as patches are partial and not judged.",
     ),
 )
+
+SOURCE_KINDS = frozenset({"GitRepository", "OCIRepository", "HelmRepository", "Bucket", "HelmChart", "ExternalArtifact"})
+
+
+def defined_sources(scope: RepoScope) -> set[tuple[str, str]]:
+    """(kind, name) of every source object the repository defines, ExternalArtifacts included."""
+    out = {(ref.kind, ref.name) for ref in scope.model.flux_objects if ref.kind in SOURCE_KINDS}
+    for ref in scope.model.flux_objects:
+        if ref.kind == "ArtifactGenerator":
+            for art in ref.spec.get("artifacts") or []:
+                if isinstance(art, dict) and art.get("name"):
+                    out.add(("ExternalArtifact", str(art["name"])))
+    return out
+
+
+def _is_bootstrap(ref: FluxRef) -> bool:
+    return ref.name == BOOTSTRAP_SOURCE and ref.namespace in ("", BOOTSTRAP_SOURCE)
+
+
+class _Emit:
+    """Builds the findings of one Flux object, all located in its document."""
+
+    def __init__(self, scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc, environment: str | None):
+        self.scope, self.rule, self.ref, self.doc, self.environment = scope, rule, ref, doc, environment
+        self.rid = ResourceId.of(doc.data)
+        self.label = f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}"
+
+    def __call__(self, intrinsic: str, field: str, message: str, remediation: str,
+                 suggestion: Suggestion | None = None, locate: str | None = None) -> Finding | None:
+        severity = self.scope.severity(self.rule, self.environment, intrinsic)
+        if severity is None:
+            return None
+        return repo_finding(
+            self.rule,
+            severity=severity,
+            environment=self.environment,
+            message=f"{self.label} (`{self.ref.file}`, {where(self.environment)}): {message}",
+            file=self.ref.file,
+            line=line_at(self.doc, *(locate or field).split(".")),
+            field=field,
+            resource=self.rid,
+            remediation=remediation,
+            suggestion=suggestion,
+            via="flux",
+        )
+
+
+def _source_ref_finding(emit: _Emit, field: str, source: Any, defined: set[tuple[str, str]]) -> Finding | None:
+    if not isinstance(source, dict):
+        return None
+    kind, name = str(source.get("kind") or ""), str(source.get("name") or "")
+    if kind not in SOURCE_KINDS or not name or "${" in name or (kind, name) in defined:
+        return None
+    if kind == "GitRepository" and name == BOOTSTRAP_SOURCE:
+        return None
+    return emit(
+        "warning", f"{field}.name",
+        f"its source {kind} `{name}` is not defined anywhere in this repository, so unless something outside "
+        f"git creates it the object stays not-ready with \"{kind.lower()} '{name}' not found\".",
+        f"Add the {kind} `{name}` to the repository (next to the objects that use it), or point the reference "
+        f"at a source that exists.",
+    )
+
+
+def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc,
+                           defined: set[tuple[str, str]]) -> Iterator[Finding | None]:
+    spec = ref.spec
+    raw_path = spec.get("path")
+    target = scope.model.flux_path(ref)
+    emit = _Emit(scope, rule, ref, doc, scope.environment(target or ref.file, ref))
+    lines = scope.model.tree.lines(ref.file)
+    if target is not None and "${" not in str(raw_path or "") and not scope.model.tree.is_dir(target):
+        yield emit(
+            "error", "spec.path",
+            f"`spec.path: {raw_path}` resolves to `{target}`, which is not a directory of this repository, so "
+            f"the Kustomization fails with \"kustomization path not found\" and applies nothing.",
+            "Point `spec.path` at the overlay directory this cluster should apply (relative to the repository "
+            "root), or add that directory.",
+        )
+    if spec.get("prune") is not True:
+        present = "prune" in spec
+        yield emit(
+            "warning", "spec.prune",
+            ("`prune` is not `true`" if present else "`prune` is not set")
+            + ", so manifests deleted from git stay running in the cluster.",
+            "Set `prune: true` so Flux garbage-collects objects removed from git.",
+            replace_value_line(lines, line_at(doc, "spec", "prune"), "prune", "true", ref.file) if present
+            else insert_under(lines, doc, ("spec",), ["prune: true"], ref.file),
+        )
+    if not spec.get("sourceRef"):
+        yield emit(
+            "warning", "spec.sourceRef",
+            "`sourceRef` is not set, so the Kustomization has nothing to build from and is rejected.",
+            "Set `sourceRef` to the GitRepository (or OCIRepository) that holds `spec.path`, e.g. "
+            "`{kind: GitRepository, name: flux-system}`.",
+        )
+    if not spec.get("interval"):
+        yield emit(
+            "warning", "spec.interval",
+            "`interval` is not set, so the Kustomization is rejected by the API server and never reconciles, "
+            "and drift is never corrected.",
+            "Set `interval` (e.g. `10m`): how often Flux re-applies the source and corrects drift.",
+            insert_under(lines, doc, ("spec",), ["interval: 10m"], ref.file),
+        )
+    if not spec.get("healthChecks") and spec.get("wait") is not True and not _is_bootstrap(ref):
+        present = "wait" in spec
+        yield emit(
+            "warning", "spec.healthChecks",
+            "it has neither `healthChecks` nor `wait: true`, so it reports Ready as soon as the objects are "
+            "applied: a rollout that never becomes healthy looks like a success, and Kustomizations that "
+            "`dependsOn` it go ahead.",
+            "Set `wait: true` (wait for every applied object) or list the workloads under `healthChecks`.",
+            replace_value_line(lines, line_at(doc, "spec", "wait"), "wait", "true", ref.file) if present
+            else insert_under(lines, doc, ("spec",), ["wait: true"], ref.file),
+            locate="spec.wait" if present else None,
+        )
+    yield _source_ref_finding(emit, "spec.sourceRef", spec.get("sourceRef"), defined)
+
+
+def helmrelease_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc,
+                         defined: set[tuple[str, str]]) -> Iterator[Finding | None]:
+    emit = _Emit(scope, rule, ref, doc, scope.environment(ref.file))
+    chart_ref = ref.spec.get("chartRef")
+    if isinstance(chart_ref, dict):
+        yield _source_ref_finding(emit, "spec.chartRef", chart_ref, defined)
+    template = (ref.spec.get("chart") or {}).get("spec") if isinstance(ref.spec.get("chart"), dict) else None
+    if not isinstance(template, dict):
+        return
+    source = template.get("sourceRef")
+    chart = template.get("chart")
+    if isinstance(source, dict) and isinstance(chart, str) and chart and "${" not in chart:
+        as_path = FluxRef("Kustomization", ref.name, ref.namespace, ref.file, ref.line,
+                          {"path": chart, "sourceRef": source})
+        local = scope.model.flux_path(as_path) if source.get("kind") in ("GitRepository", "Bucket") else None
+        tree = scope.model.tree
+        if local is not None and not (tree.is_dir(local) or tree.is_file(local)):
+            yield emit(
+                "error", "spec.chart.spec.chart",
+                f"the chart `{chart}` is read from this repository ({source.get('kind')} "
+                f"`{source.get('name')}`), but `{local}` does not exist, so the HelmRelease fails with a chart "
+                f"not-found error and nothing is installed or upgraded.",
+                "Point `spec.chart.spec.chart` at the chart directory (relative to the repository root), or add "
+                "the chart there.",
+            )
+    yield _source_ref_finding(emit, "spec.chart.spec.sourceRef", source, defined)
+
+
+def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
+    defined = defined_sources(scope)
+    for ref, doc in flux_docs(scope):
+        if ref.kind == "Kustomization":
+            found = kustomization_findings(scope, rule, ref, doc, defined)
+        elif ref.kind == "HelmRelease":
+            found = helmrelease_findings(scope, rule, ref, doc, defined)
+        else:
+            continue
+        yield from (f for f in found if f is not None)
