@@ -1,0 +1,233 @@
+"""The App's review of one pull-request head: read it from GitHub, run the pipeline, publish.
+
+One check run (`infra-review`, created in_progress at the start), then — only if the job's SHA is
+still the PR's head — its completion, one review with the new inline comments, and the removal of
+our comments whose finding is gone. `fail` completes the run whenever a review does not, so a
+required check never waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gidgethub import GitHubException
+
+from bot.config import Config, ConfigError, parse_config
+from bot.model import Finding
+from bot.publish import github as payloads
+from bot.publish.report import Report
+from bot.queue.base import Job, JobState
+from bot.review.anchors import DiffIndex, from_pr_files
+
+from .source import CONFIG_PATH, ExtractLimits, fetch_tree, list_changed_files, merge_base, read_repo_config
+from .worker import JobCancelled
+
+log = logging.getLogger(__name__)
+
+IsCurrent = Callable[[Job, Any], Awaitable[bool]]
+
+_CHECK_RUNS = "/repos/{owner}/{repo}/check-runs"
+_CHECK_RUN = "/repos/{owner}/{repo}/check-runs/{check_run_id}"
+_RUNS_FOR_REF = "/repos/{owner}/{repo}/commits/{ref}/check-runs{?check_name,per_page}"
+_PULL = "/repos/{owner}/{repo}/pulls/{pull_number}"
+_REVIEW_COMMENTS = "/repos/{owner}/{repo}/pulls/{pull_number}/comments{?per_page}"
+_REVIEWS = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"
+_REVIEW_COMMENT = "/repos/{owner}/{repo}/pulls/comments/{comment_id}"
+
+
+def _vars(job: Job, **extra: Any) -> dict[str, Any]:
+    return {"owner": job.owner, "repo": job.name, **extra}
+
+
+async def pull_head(job: Job, gh: Any) -> str | None:
+    """The PR's head SHA now, None when it is closed (nothing to publish for a closed PR)."""
+    pr = await gh.getitem(_PULL, _vars(job, pull_number=job.pr_number))
+    return pr["head"]["sha"] if pr.get("state") == "open" else None
+
+
+async def head_is_current(job: Job, gh: Any) -> bool:
+    """Asks GitHub: a push whose webhook is not processed yet already makes this job stale."""
+    return await pull_head(job, gh) == job.head_sha
+
+
+def superseded_body(job: Job, by: str | None) -> dict[str, Any]:
+    """`neutral`, not `failure`: the run sits on a SHA that is no longer the head, so it gates nothing,
+    and red on an old commit would only mislead; the newer head gets its own run."""
+    why = f"superseded by {by}" if by else "the pull request was closed"
+    body = payloads.check_run_error(job.pr_number, f"This review was not published: {why}. "
+                                                   "Results are only ever posted for the pull request's head.")
+    body["conclusion"] = "neutral"
+    body["output"]["title"] = f"Superseded by {by[:7]}" if by else "Pull request closed"
+    return body
+
+
+def config_error_body(job: Job, exc: ConfigError) -> dict[str, Any]:
+    body = payloads.check_run_error(
+        job.pr_number, f"`{CONFIG_PATH}` on the default branch is invalid: {exc}.\n\n"
+                       "Fix or remove that key; nothing was checked until then (see docs/rules.md).")
+    body["output"]["title"] = f"Invalid {CONFIG_PATH}: {str(exc)[:120]}"
+    return body
+
+
+def error_body(job: Job, exc: BaseException) -> dict[str, Any]:
+    detail = str(exc).strip()[:500] or "no detail"
+    return payloads.check_run_error(
+        job.pr_number, f"The review of {job.head_sha[:7]} stopped: {type(exc).__name__}: {detail}.\n\n"
+                       "Comment `/recheck` on the pull request or press Re-check to try again.")
+
+
+def spans_finder(spans: dict[int, tuple[int, int]]) -> payloads.SpanOf:
+    def object_span(f: Finding) -> tuple[int, int] | None:
+        return spans.get(id(f))
+    return object_span
+
+
+class Reviewer:
+    """Holds the check run ids of reviews in progress, so `fail` completes the run `review` opened."""
+
+    def __init__(self, *, is_current: IsCurrent = head_is_current, limits: ExtractLimits | None = None,
+                 comment_cap: int = 30) -> None:
+        self.is_current = is_current
+        self.limits = limits or ExtractLimits()
+        self.comment_cap = comment_cap
+        self._runs: dict[tuple[str, int, str], int] = {}
+        self._completed: set[int] = set()
+
+    # ---- check run bookkeeping
+
+    def _key(self, job: Job) -> tuple[str, int, str]:
+        return (job.repo, job.pr_number, job.head_sha)
+
+    async def _open_run(self, job: Job, gh: Any) -> int | None:
+        """Our not yet completed run for this job (a resumed job must not leave its first run hanging)."""
+        data = await gh.getitem(_RUNS_FOR_REF, _vars(job, ref=job.head_sha, check_name=payloads.CHECK_NAME,
+                                                     per_page=100))
+        for run in data.get("check_runs") or []:
+            if run.get("status") != "completed" and str(run.get("external_id") or "") == str(job.pr_number):
+                return int(run["id"])
+        return None
+
+    async def _start(self, job: Job, gh: Any) -> int:
+        run_id = await self._open_run(job, gh) if job.attempt > 1 else None
+        if run_id is None:
+            created = await gh.post(_CHECK_RUNS, _vars(job), data=payloads.check_run_create(job.head_sha, job.pr_number))
+            run_id = int(created["id"])
+        self._runs[self._key(job)] = run_id
+        return run_id
+
+    async def _complete(self, job: Job, gh: Any, run_id: int, body: dict[str, Any]) -> None:
+        await gh.patch(_CHECK_RUN, _vars(job, check_run_id=run_id), data=body)
+        if body.get("status") == "completed":
+            self._completed.add(run_id)
+
+    # ---- the review
+
+    async def review(self, job: Job, gh: Any) -> None:
+        run_id = await self._start(job, gh)
+        await self._review(job, gh, run_id)
+        # Kept when the review raises or is cancelled: `fail` needs the run and whether it completed.
+        self._runs.pop(self._key(job), None)
+        self._completed.discard(run_id)
+
+    async def _review(self, job: Job, gh: Any, run_id: int) -> None:
+        pr = await gh.getitem(_PULL, _vars(job, pull_number=job.pr_number))
+        if pr["head"]["sha"] != job.head_sha or pr.get("state") != "open":
+            by = pr["head"]["sha"] if pr.get("state") == "open" else None
+            await self._complete(job, gh, run_id, superseded_body(job, by))
+            return
+        try:
+            config = parse_config(await read_repo_config(gh, job.repo))
+        except ConfigError as exc:
+            await self._complete(job, gh, run_id, config_error_body(job, exc))
+            return
+        changed = await list_changed_files(gh, job.repo, job.pr_number)
+        base_sha = await merge_base(gh, job.repo, pr["base"]["sha"], job.head_sha)
+        diff = from_pr_files(asdict(f) for f in changed.files)
+        with tempfile.TemporaryDirectory(prefix="infra-review-job-") as tmp:
+            head, base = Path(tmp) / "head", Path(tmp) / "base"
+            await asyncio.gather(fetch_tree(gh, job.repo, job.head_sha, head, self.limits),
+                                 fetch_tree(gh, job.repo, base_sha, base, self.limits))
+            report, spans = await asyncio.to_thread(_check, head, base, config,
+                                                    None if changed.everything else changed.paths)
+        report.head_sha = job.head_sha
+        if not await self.is_current(job, gh):
+            log.info("%s#%s: %s is no longer the head; results not published", job.repo, job.pr_number,
+                     job.head_sha[:12])
+            await self._complete(job, gh, run_id, superseded_body(job, await _safe_head(job, gh)))
+            return
+        await self._publish(job, gh, run_id, report, diff, config, spans)
+
+    async def _publish(self, job: Job, gh: Any, run_id: int, report: Report, diff: DiffIndex, config: Config,
+                       spans: dict[int, tuple[int, int]]) -> None:
+        for body in payloads.check_run_complete(report, job.pr_number, fail_on=config.fail_on):
+            await self._complete(job, gh, run_id, body)
+        existing = [c async for c in gh.getiter(_REVIEW_COMMENTS, _vars(job, pull_number=job.pr_number,
+                                                                          per_page=100))]
+        review = payloads.review_payload(report, diff, payloads.open_fingerprints(existing), cap=self.comment_cap,
+                                         mode=config.comments, object_span=spans_finder(spans))
+        if review is not None:
+            await gh.post(_REVIEWS, _vars(job, pull_number=job.pr_number), data=review)
+        current = {f.fingerprint for f in report.findings if not f.suppressed}
+        for comment_id in payloads.stale_comments(existing, current):
+            await gh.delete(_REVIEW_COMMENT, _vars(job, comment_id=comment_id))
+
+    # ---- when a review does not finish
+
+    async def fail(self, job: Job, gh: Any, exc: BaseException) -> None:
+        """Complete the job's run with an explanation. A run already completed (results posted, then
+        the review or a deletion failed) is left as it is: its conclusion is right."""
+        superseded = isinstance(exc, JobCancelled)
+        run_id = self._runs.pop(self._key(job), None)
+        if run_id in self._completed:
+            self._completed.discard(run_id)
+            return
+        if run_id is None:
+            run_id = await self._open_run(job, gh)
+        if superseded:
+            by = await _safe_head(job, gh) if exc.state is JobState.SUPERSEDED else None
+            if run_id is not None:
+                await self._complete(job, gh, run_id, superseded_body(job, by))
+            self._completed.discard(run_id)
+            return
+        body = error_body(job, exc)
+        if run_id is None:
+            await gh.post(_CHECK_RUNS, _vars(job), data={**body, "head_sha": job.head_sha})
+        else:
+            await self._complete(job, gh, run_id, body)
+            self._completed.discard(run_id)
+
+
+def _check(head: Path, base: Path, config: Config,
+           changed: frozenset[str] | None) -> tuple[Report, dict[int, tuple[int, int]]]:
+    """Blocking part of a review (rendering, rules, spans), run in a worker thread."""
+    from bot.cli.review import object_spans
+    from bot.review.pipeline import run_check
+
+    report = run_check(head, base, config, changed=changed, affected_only=changed is not None)
+    return report, object_spans(head, [f for f in report.findings if f.new])
+
+
+async def _safe_head(job: Job, gh: Any) -> str | None:
+    try:
+        return await pull_head(job, gh)
+    except GitHubException:
+        return None
+
+
+_DEFAULT = Reviewer()
+
+
+async def review(job: Job, gh: Any) -> None:
+    """The worker's `review(job, gh)`."""
+    await _DEFAULT.review(job, gh)
+
+
+async def fail(job: Job, gh: Any, exc: BaseException) -> None:
+    """The worker's `fail(job, gh, exc)`."""
+    await _DEFAULT.fail(job, gh, exc)

@@ -1,0 +1,123 @@
+"""`infra-review review --repo PATH --base REF --head REF`: the App's review, printed instead of posted.
+
+Same pipeline as the App (affected targets of BASE...HEAD, both sides rendered, findings marked
+new), same payload builders, so what is printed is what the App would send for that pull request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from bot.cli.check import UsageError, failing, load_config, materialize_ref
+from bot.model import Finding
+from bot.render.kustomize import RendererMissing
+from bot.review.anchors import parse_diff
+from bot.yamlpos import YamlDoc, YamlError, load_docs
+
+Span = tuple[int, int]
+
+
+def object_spans(root: Path, findings: Iterable[Finding]) -> dict[int, Span]:
+    """`id(finding)` → line span of the YAML document holding the finding's line in `root`.
+
+    A finding about something the PR removed (a probe, a `limits:` block) sits on a line the diff
+    does not touch; the span lets the review anchor it on a changed line of the same object.
+    """
+    docs: dict[str, list[YamlDoc]] = {}
+    out: dict[int, Span] = {}
+    for f in findings:
+        path, line = f.origin.file, f.origin.line
+        if not path or line is None:
+            continue
+        if path not in docs:
+            docs[path] = _read_docs(root, path)
+        doc = next((d for d in docs[path] if d.line <= line <= d.end_line), None)
+        if doc is not None:
+            out[id(f)] = (doc.line, doc.end_line)
+    return out
+
+
+def _read_docs(root: Path, rel: str) -> list[YamlDoc]:
+    file = (root / rel).resolve()
+    if not file.is_relative_to(root.resolve()) or not file.is_file():
+        return []
+    try:
+        return load_docs(file.read_text(encoding="utf-8", errors="replace"), rel)
+    except YamlError:
+        return []
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"cannot run git ({exc})") from None
+    if out.returncode != 0:
+        msg = out.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["git failed"]
+        raise UsageError(f"git {' '.join(args[:2])}: {msg[0]}")
+    return out.stdout.decode("utf-8", errors="replace")
+
+
+def changed_paths(name_status: str) -> frozenset[str]:
+    """Paths of `git diff --name-status -M` output, renamed files under both names."""
+    paths: set[str] = set()
+    for line in name_status.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            paths.update(p for p in parts[1:] if p)
+    return frozenset(paths)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.publish import github
+    from bot.publish.dryrun import render_dry_run
+    from bot.review.pipeline import run_check
+
+    repo = args.repo.resolve()
+    try:
+        if not (repo / ".git").exists():
+            raise UsageError(f"--repo {args.repo}: not a git repository")
+        span = f"{args.base}...{args.head}"
+        changed = changed_paths(_git(repo, "diff", "--name-status", "-M", span, "--"))
+        diff = parse_diff(_git(repo, "diff", "-M", span, "--"))
+        with tempfile.TemporaryDirectory(prefix="infra-review-review-") as tmp:
+            head = materialize_ref(repo, args.head, Path(tmp) / "head")
+            base = materialize_ref(repo, args.base, Path(tmp) / "base")
+            config = load_config(args.config, base)
+            report = run_check(head, base, config, changed=changed, affected_only=True)
+            spans = object_spans(head, report.findings)
+    except (UsageError, RendererMissing) as exc:
+        print(f"infra-review review: {exc}", file=sys.stderr)
+        return 2
+
+    def object_span(f: Finding) -> tuple[int, int] | None:
+        return spans.get(id(f))
+
+    if args.format == "json":
+        payload = {
+            "check_run": github.check_run_complete(report, 0, fail_on=config.fail_on),
+            "review": github.review_payload(report, diff, (), mode=config.comments, object_span=object_span),
+        }
+        out = json.dumps(payload, indent=2, sort_keys=True)
+    else:
+        out = render_dry_run(report, diff, mode=config.comments, fail_on=config.fail_on, object_span=object_span)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 1 if failing(report.findings, config.fail_on) else 0
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("review", help="dry run of the App on a local git repository: the check run and review "
+                                      "comments it would post for BASE...HEAD")
+    r.add_argument("--repo", type=Path, default=Path("."), help="the git repository (default: cwd)")
+    r.add_argument("--base", required=True, help="the branch the pull request merges into (diff from the merge base)")
+    r.add_argument("--head", required=True, help="the pull request's head revision")
+    r.add_argument("--format", choices=("text", "json"), default="text")
+    r.add_argument("--config", type=Path, help="config file (default: .github/infra-review.yml of BASE, as the App reads it "
+                                                         "from the default branch)")
+    r.set_defaults(func=run)

@@ -1,0 +1,26 @@
+"""`python -m bot demo` (what `make demo` runs): offline, from a clean checkout, leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_prints_new_and_existing_findings_and_the_dry_run_review(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "bot", "demo"], cwd=REPO, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    check, review = text.split("infra-review review --repo", 1)
+    assert "latest-tag  NEW" in check and "single-replica  NEW" in check
+    assert "env-defaults  existing" in check and "missing-probes  existing" in check
+    assert "== check run `infra-review`: failure ==" in review
+    assert "== review (COMMENT," in review and "<!-- infra-review:fp=" in review
+    assert "--- overlays/production/worker/patch-deployment.yaml:6" in review
+    assert "fake-staging-pw-0000" not in text
+    assert not list(tmp_path.glob("infra-review-demo-*")), "the demo's temporary repository was not removed"

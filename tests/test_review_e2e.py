@@ -1,0 +1,257 @@
+"""The real App end to end: a signed real webhook in, the example pull request reviewed against the
+fake GitHub (tarballs and `pulls/list-files` patches made from the example repo with git), the fake's
+recorded requests out."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bot.app.review import Reviewer, fail, head_is_current, review
+from bot.cli.demo import BASE_BRANCH, PR_BRANCH, build_example_repo
+from bot.publish.github import MAX_ANNOTATIONS, parse_fingerprints
+from tests.conftest import load_payload
+from tests.fakegh import FakeGitHub, FakePull, commentable_lines
+
+REPO = "Codertocat/Hello-World"
+NUMBER = 2
+CONFIG = ".github/infra-review.yml"
+STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True, text=True).stdout
+
+
+def tree_of(repo: Path, ref: str) -> dict[str, bytes]:
+    raw = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", ref], capture_output=True,
+                         check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def pr_files(repo: Path, base: str, head: str) -> list[dict]:
+    """`pulls/list-files` entries as GitHub computes them: BASE...HEAD, patch = the hunks only."""
+    files = []
+    for line in git(repo, "diff", "--name-status", "-M", f"{base}...{head}").splitlines():
+        code, *paths = line.split("\t")
+        path = paths[-1]
+        diff = git(repo, "diff", "-M", f"{base}...{head}", "--", *paths)
+        patch = diff[diff.index("@@"):].removesuffix("\n")
+        body = patch.splitlines()
+        entry = {"filename": path, "status": STATUS[code[0]], "patch": patch,
+                 "additions": sum(ln.startswith("+") for ln in body),
+                 "deletions": sum(ln.startswith("-") for ln in body)}
+        if code[0] == "R":
+            entry["previous_filename"] = paths[0]
+        files.append(entry)
+    return files
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory) -> dict:
+    repo = build_example_repo(tmp_path_factory.mktemp("example") / "shop")
+    base_sha, head_sha = git(repo, "rev-parse", BASE_BRANCH).strip(), git(repo, "rev-parse", PR_BRANCH).strip()
+    return {"base_sha": base_sha, "head_sha": head_sha, "base": tree_of(repo, base_sha),
+            "head": tree_of(repo, head_sha), "files": pr_files(repo, base_sha, head_sha)}
+
+
+def seed_example(fakegh: FakeGitHub, example: dict, config: bytes = b"") -> FakePull:
+    repo = fakegh.repos[REPO]
+    pull = fakegh.add_pull(REPO, FakePull(number=NUMBER, head_sha=example["head_sha"], base_sha=example["base_sha"],
+                                          merge_base=example["base_sha"], files=example["files"],
+                                          head_ref=PR_BRANCH, base_ref=BASE_BRANCH))
+    repo.trees = {example["base_sha"]: example["base"], example["head_sha"]: example["head"],
+                  repo.default_branch: {**example["base"], **({CONFIG: config} if config else {})}}
+    return pull
+
+
+def opened(example: dict) -> dict:
+    payload = load_payload("pull_request", "opened.payload.json")
+    pr = payload["pull_request"]
+    pr["head"]["sha"], pr["base"]["sha"] = example["head_sha"], example["base_sha"]
+    return payload
+
+
+def rerequested(example: dict) -> dict:
+    payload = load_payload("check_run", "rerequested.payload.json")
+    payload["repository"]["full_name"] = REPO
+    payload["repository"]["name"], payload["repository"]["owner"]["login"] = REPO.split("/")[1], REPO.split("/")[0]
+    payload["check_run"].update(head_sha=example["head_sha"], external_id=str(NUMBER))
+    return payload
+
+
+def ours(fakegh: FakeGitHub) -> list[dict]:
+    return [c for c in fakegh.review_comments if parse_fingerprints(c["body"])]
+
+
+async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, example, fake_time):
+    pull = seed_example(fakegh, example)
+    bot = await make_bot(review, fail)
+    started = time.monotonic()
+    assert (await bot.send("pull_request", opened(example))).status == 202
+    await bot.settle(timeout=60)
+    first_run = list(fakegh.requests)
+    completed_at = next(r.at for r in first_run if r.operation_id == "checks/update"
+                        and r.body.get("status") == "completed")
+    assert not bot.failed and fakegh.rejections == []
+
+    [create] = fakegh.calls("checks/create")
+    assert create.body["status"] == "in_progress" and create.body["head_sha"] == pull.head_sha
+    assert create.body["external_id"] == str(NUMBER)
+    updates = fakegh.calls("checks/update")
+    assert updates[0].body["status"] == "completed" and updates[0].body["conclusion"] == "failure"
+    title = updates[0].body["output"]["title"]
+    assert "error" in title and "production" in title, title
+    assert all(len(u.body["output"].get("annotations", [])) <= MAX_ANNOTATIONS for u in updates)
+    [run] = fakegh.check_runs.values()
+    assert run["status"] == "completed"
+    annotated = {(a["path"], a["annotation_level"]) for a in fakegh.annotations[run["id"]]}
+    assert ("overlays/production/worker/patch-deployment.yaml", "failure") in annotated
+    assert ("overlays/staging/web/kustomization.yaml", "notice") in annotated  # existing LOG_LEVEL=debug
+
+    [posted] = fakegh.calls("pulls/create-review")
+    assert posted.body["event"] == "COMMENT" and posted.body["commit_id"] == pull.head_sha
+    comments = posted.body["comments"]
+    patches = {f["filename"]: f["patch"] for f in example["files"]}
+    for c in comments:
+        assert c["line"] in commentable_lines(patches[c["path"]])["RIGHT"], c
+        assert parse_fingerprints(c["body"]), c["body"]
+    where = {(c["path"], c["line"]): c["body"] for c in comments}
+    assert "`single-replica`" in where[("overlays/production/worker/patch-deployment.yaml", 6)]
+    assert "`hardcoded-secret`" in where[("overlays/staging/api/patch-deployment.yaml", 13)]
+    assert "fake-staging-pw-0000" not in posted.body["body"] + "".join(where.values())
+    # The removed `limits:` block: the finding's own line (the container, :10) is outside the hunk
+    # (12-14); the comment sits on the changed line of the same object instead.
+    removed_limits = where[("overlays/production/web/patch-deployment.yaml", 14)]
+    assert "`missing-resources`" in removed_limits and "limits.cpu" in removed_limits
+    # The deleted readinessProbe in base/api: anchored where it was deleted once provenance points
+    # the finding at base/api/deployment.yaml (a changed file whose finding line is outside the diff).
+    probes = [(p, n) for (p, n), body in where.items() if "`missing-probes`" in body]
+    assert probes and all(n in commentable_lines(patches[p])["RIGHT"] for p, n in probes)
+    if any(a["path"] == "base/api/deployment.yaml" for a in fakegh.annotations[run["id"]]):
+        assert "`missing-probes`" in where[("base/api/deployment.yaml", 38)]
+
+    by_op = Counter(r.operation_id for r in first_run)
+    print(f"\nGitHub API requests for one review: {len(first_run)} "
+          f"({sum(1 for r in first_run if r.operation_id != 'codeload')} API + "
+          f"{by_op['codeload']} tarball downloads): {dict(by_op)}")
+    print(f"webhook -> completed check run against the fake GitHub: {completed_at - started:.2f} s wall; "
+          f"virtual waits (mutation pacing, not slept in tests): {sum(fake_time.sleeps):.1f} s")
+
+    # A re-run of the same head (the Re-run button) says nothing twice.
+    count = len(ours(fakegh))
+    assert (await bot.send("check_run", rerequested(example))).status == 202
+    await bot.settle(timeout=60)
+    assert len(bot.reviewed) == 2 and not bot.failed
+    assert len(fakegh.calls("pulls/create-review")) == 1
+    assert len(ours(fakegh)) == count
+    assert not fakegh.calls("pulls/delete-review-comment")
+    assert [r["status"] for r in fakegh.check_runs.values()] == ["completed", "completed"]
+
+
+async def test_stale_comment_of_ours_is_deleted_unless_answered(make_bot, fakegh, example):
+    seed_example(fakegh, example)
+    pull = fakegh.repos[REPO].pulls[NUMBER]
+    gone = "<!-- infra-review:fp=00000000deadbeef -->"
+    stale = fakegh._add_review_comment(pull, {"path": "base/web/configmap.yaml", "line": 9, "body": f"old\n{gone}"},
+                                       None)
+    answered = fakegh._add_review_comment(pull, {"path": "base/web/configmap.yaml", "line": 9,
+                                                 "body": f"older\n{gone}"}, None)
+    fakegh._add_review_comment(pull, {"path": "base/web/configmap.yaml", "line": 9, "body": "why?",
+                                      "in_reply_to": answered["id"]}, None)
+    bot = await make_bot(review, fail)
+    await bot.send("pull_request", opened(example))
+    await bot.settle(timeout=60)
+    deleted = [r.path.rsplit("/", 1)[1] for r in fakegh.calls("pulls/delete-review-comment")]
+    assert deleted == [str(stale["id"])]
+
+
+async def test_broken_config_completes_the_check_run_as_failure_naming_the_key(make_bot, fakegh, example):
+    seed_example(fakegh, example, config=b"fail_on: sometimes\n")
+    bot = await make_bot(review, fail)
+    await bot.send("pull_request", opened(example))
+    await bot.settle(timeout=60)
+    [update] = fakegh.calls("checks/update")
+    assert update.body["conclusion"] == "failure"
+    assert "fail_on" in update.body["output"]["title"] and "fail_on" in update.body["output"]["summary"]
+    assert CONFIG in update.body["output"]["summary"]
+    assert not fakegh.calls("pulls/create-review") and not fakegh.calls("repos/download-tarball-archive")
+
+
+async def test_a_superseded_job_never_publishes(make_bot, fakegh, example):
+    pull = seed_example(fakegh, example)
+    newer = "f" * 40
+
+    async def pushed_meanwhile(job, gh):
+        pull.head_sha = newer  # a push landed while we rendered; its webhook is not processed yet
+        return await head_is_current(job, gh)
+
+    reviewer = Reviewer(is_current=pushed_meanwhile)
+    bot = await make_bot(reviewer.review, reviewer.fail)
+    await bot.send("pull_request", opened(example))
+    await bot.settle(timeout=60)
+    [update] = fakegh.calls("checks/update")
+    assert update.body["conclusion"] == "neutral" and newer in update.body["output"]["summary"]
+    assert not update.body["output"].get("annotations")
+    assert not fakegh.calls("pulls/create-review") and not fakegh.calls("pulls/list-review-comments")
+
+
+async def test_a_failing_review_never_leaves_the_check_run_in_progress(make_bot, fakegh, example):
+    seed_example(fakegh, example)
+    fakegh.fail("repos/compare-commits", status=404, message="Not Found")
+    bot = await make_bot(review, fail)
+    await bot.send("pull_request", opened(example))
+    await bot.settle(timeout=60)
+    assert len(bot.failed) == 1
+    [run] = fakegh.check_runs.values()
+    assert run["status"] == "completed" and run["conclusion"] == "failure"
+    assert "could not complete" in run["output"]["title"] and "compare" not in run["output"]["title"]
+    assert "stopped" in run["output"]["summary"]
+
+
+async def test_cancelled_review_is_completed_neutral_with_the_new_head(make_bot, fakegh, example):
+    """The worker cancels a review whose PR got a newer head; `fail` completes its run as superseded."""
+    pull = seed_example(fakegh, example)
+    from bot.app.server import CTX
+    from bot.queue.base import Job
+
+    release = asyncio.Event()
+    reviewer = Reviewer()
+
+    async def slow_review(job, gh):
+        real_check = reviewer.is_current
+
+        async def wait_then_check(j, g):
+            await release.wait()
+            return await real_check(j, g)
+        reviewer.is_current = wait_then_check
+        await reviewer.review(job, gh)
+
+    bot = await make_bot(slow_review, reviewer.fail)
+    await bot.send("pull_request", opened(example))
+    ctx = bot.app[CTX]
+    for _ in range(500):
+        if fakegh.calls("checks/create") and fakegh.calls("repos/download-tarball-archive"):
+            break
+        await asyncio.sleep(0.02)
+    newer = "e" * 40
+    pull.head_sha = newer
+    await ctx.queue.enqueue(Job(installation_id=1, repo=REPO, pr_number=NUMBER, head_sha=newer,
+                                reason="pull_request.synchronize", delivery_id="d-newer"))
+    await asyncio.sleep(0.3)
+    release.set()
+    fakegh.repos[REPO].trees[newer] = example["head"]
+    await bot.settle(timeout=60)
+    first = next(r for r in fakegh.check_runs.values() if r["head_sha"] == example["head_sha"])
+    assert first["status"] == "completed" and first["conclusion"] == "neutral"
+    assert newer in first["output"]["summary"]
+    posted = fakegh.calls("pulls/create-review")
+    assert all(r.body["commit_id"] == newer for r in posted)
