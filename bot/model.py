@@ -6,6 +6,7 @@ A leaf module: no I/O, imports nothing from the project. Vocabulary follows Kust
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -187,6 +188,9 @@ class Finding:
     new: bool = True
     suppressed: bool = False
     suppression_reason: str | None = None
+    # Every document that defines or patches the finding's resource (file, first line, last line):
+    # where a review may anchor a comment when the finding's own line is outside the diff.
+    places: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:

@@ -27,6 +27,7 @@ class RenderedObject:
     id: ResourceId
     target: Target | None = None
     locate: Locate = field(default=_unknown, repr=False)
+    places: Callable[[], list[tuple[str, int, int]]] = field(default=list, repr=False)
 
     def origin(self, path: str = "") -> Origin:
         """Source file and line that set the value at `path` (field-path notation, see bot.model).

@@ -168,3 +168,22 @@ def test_missing_or_broken_patch_offers_no_line() -> None:
 def test_not_a_diff_is_an_error() -> None:
     with pytest.raises(ValueError):
         parse_diff("@@ -1 +1 @@\n+x\n@@ broken")
+
+
+def test_place_anchor_moves_to_another_document_of_the_object():
+    """A probe deleted in a base: the finding's own line is the container in an unchanged overlay
+    patch, and the comment goes where the deletion happened in the base."""
+    from bot.model import Finding, Origin
+    from bot.review.anchors import parse_diff, place_anchor
+
+    diff = parse_diff(
+        "diff --git a/base/d.yaml b/base/d.yaml\n--- a/base/d.yaml\n+++ b/base/d.yaml\n"
+        "@@ -8,6 +8,3 @@\n         image: app:1\n         livenessProbe: {}\n-        readinessProbe:\n"
+        "-          httpGet: {path: /ready, port: 8080}\n-          periodSeconds: 5\n         ports: []\n"
+    )
+    f = Finding("missing-probes", "error", "production", "m", "r",
+                origin=Origin("overlays/production/patch.yaml", 10, 10, "enclosing"))
+    assert place_anchor(f, diff, []) is None
+    where = place_anchor(f, diff, [("overlays/production/patch.yaml", 1, 20), ("base/d.yaml", 1, 30)])
+    assert where is not None and where[0] == "base/d.yaml" and where[1] in diff.get("base/d.yaml").near_deletions
+    assert place_anchor(f, diff, [("base/d.yaml", 20, 30)]) is None, "outside the object's span"

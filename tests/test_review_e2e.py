@@ -132,12 +132,13 @@ async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, exa
     # (12-14); the comment sits on the changed line of the same object instead.
     removed_limits = where[("overlays/production/web/patch-deployment.yaml", 14)]
     assert "`missing-resources`" in removed_limits and "limits.cpu" in removed_limits
-    # The deleted readinessProbe in base/api: anchored where it was deleted once provenance points
-    # the finding at base/api/deployment.yaml (a changed file whose finding line is outside the diff).
+    # The readinessProbe deleted in base/api: the production finding's own line is the container in
+    # the (unchanged) production patch; the comment sits where the probe was deleted in the base,
+    # another document of the same object.
     probes = [(p, n) for (p, n), body in where.items() if "`missing-probes`" in body]
     assert probes and all(n in commentable_lines(patches[p])["RIGHT"] for p, n in probes)
-    if any(a["path"] == "base/api/deployment.yaml" for a in fakegh.annotations[run["id"]]):
-        assert "`missing-probes`" in where[("base/api/deployment.yaml", 38)]
+    deleted_probe = where[("base/api/deployment.yaml", 38)]
+    assert "`missing-probes`" in deleted_probe and "production" in deleted_probe
 
     by_op = Counter(r.operation_id for r in first_run)
     print(f"\nGitHub API requests for one review: {len(first_run)} "

@@ -22,7 +22,7 @@ from bot.publish.report import (
     sorted_findings,
     summarize,
 )
-from bot.review.anchors import DiffIndex, anchor
+from bot.review.anchors import DiffIndex, place_anchor
 
 CHECK_NAME = "infra-review"
 MAX_ANNOTATIONS = 50
@@ -337,11 +337,15 @@ def review_payload(
     groups: dict[tuple[str, int, str], list[Finding]] = {}
     unanchored: list[Finding] = []
     for f in fresh:
-        line = anchor(f, diff, object_span(f) if object_span else None, mode)
-        if line is None or not f.origin.file:
+        places = list(f.places)
+        span = object_span(f) if object_span else None
+        if span and f.origin.file:
+            places.insert(0, (f.origin.file, span[0], span[1]))
+        where = place_anchor(f, diff, places, mode)
+        if where is None:
             unanchored.append(f)
         else:
-            groups.setdefault((f.origin.file, line, f.rule), []).append(f)
+            groups.setdefault((where[0], where[1], f.rule), []).append(f)
     ordered = list(groups.items())
     posted, overflow = ordered[:cap], [g for _, g in ordered[cap:]]
     if not posted and not overflow:

@@ -201,6 +201,7 @@ class Renderer:
                 origin = own_origin(doc.data)
             ro = RenderedObject(doc.data, ResourceId.of(doc.data), target)
             ro.locate = prov.locator(ro, origin)
+            ro.places = prov.placer(ro, origin)
             objects.append(ro)
         return objects
 

@@ -164,6 +164,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                                                None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
         new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
         new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline)
+        new_ro.places = ro.places
         new_objects.append(new_ro)
     rendered.objects = new_objects
     rendered.text = "---\n".join(yaml.safe_dump(o.obj, sort_keys=True, allow_unicode=True) for o in new_objects)

@@ -74,7 +74,15 @@ def find_kustomize(explicit: str | None = None) -> Kustomize:
 
 @lru_cache(maxsize=1)
 def _empty_bin() -> str:
-    return tempfile.mkdtemp(prefix="infra-review-nobin-")
+    """An empty directory for the sandbox's PATH (one per user, reused; emptied if tampered with)."""
+    path = Path(tempfile.gettempdir()) / f"infra-review-nobin-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return str(path)
 
 
 def _sandbox_env() -> dict[str, str]:

@@ -219,24 +219,63 @@ class Provenance:
                 best, best_len = d, len(n)
         return best or (same_kind[0] if len(same_kind) == 1 else (docs[0] if len(docs) == 1 else None))
 
-    def locator(self, ro: RenderedObject, annotation: dict[str, Any] | None):
-        """A `locate(path) -> Origin` function for one rendered object."""
-        obj = ro.obj
+    def _sources(self, obj: dict, annotation: dict[str, Any] | None):
+        """Source file (or generator), its document, the layers above it and the resource's names."""
         top = self.target.path
         src_file: str | None = None
         generator: tuple[str, str] | None = None
+
+        def rel(p: str) -> str:
+            return posixpath.normpath(posixpath.join(top, p)) if top != "." else posixpath.normpath(p)
+
         if annotation and isinstance(annotation.get("path"), str):
-            src_file = posixpath.normpath(posixpath.join(top, annotation["path"])) if top != "." else posixpath.normpath(annotation["path"])
+            src_file = rel(annotation["path"])
         elif annotation and isinstance(annotation.get("configuredIn"), str):
-            kf = posixpath.normpath(posixpath.join(top, annotation["configuredIn"])) if top != "." else posixpath.normpath(annotation["configuredIn"])
-            kind = str((annotation.get("configuredBy") or {}).get("kind") or "")
-            generator = (kf, kind)
+            generator = (rel(annotation["configuredIn"]), str((annotation.get("configuredBy") or {}).get("kind") or ""))
         doc = self._source_doc(src_file, obj) if src_file else None
         chain = self.chain(generator[0], True) if generator else (self.chain(src_file) if src_file else [])
         layers = [ly for ly in (self.layer(d) for d in chain) if ly is not None]
         names = [str((obj.get("metadata") or {}).get("name") or "")]
         if doc is not None:
             names.append(str((doc.data.get("metadata") or {}).get("name") or ""))
+        return src_file, generator, doc, layers, names
+
+    def placer(self, ro: RenderedObject, annotation: dict[str, Any] | None):
+        """A `places() -> [(file, first, last)]` function: every document that defines or patches
+        the object, where a review may anchor a comment about it."""
+        def places() -> list[tuple[str, int, int]]:
+            obj = ro.obj
+            src_file, generator, doc, layers, names = self._sources(obj, annotation)
+            out: list[tuple[str, int, int]] = []
+            if doc is not None and src_file:
+                out.append((src_file, doc.line, doc.end_line))
+            if generator:
+                layer = self.layer(posixpath.dirname(generator[0]) or ".")
+                if layer is not None:
+                    fld = "secretGenerator" if generator[1] == "SecretGenerator" else "configMapGenerator"
+                    idx = _generator_index(layer.kust, fld, names[0])
+                    span = layer.kust.doc.span((fld, idx)) if idx is not None else None
+                    if span:
+                        out.append((layer.kust.file, span[0], span[1]))
+            for layer in layers:
+                for patch in layer.patches:
+                    if patch.target is not None and not _selector_matches(patch.target, obj, names):
+                        continue
+                    for pdoc in patch.docs:
+                        d = pdoc.data
+                        if patch.target is None and isinstance(d, dict):
+                            pname = str((d.get("metadata") or {}).get("name") or "")
+                            if d.get("kind") != obj.get("kind") or not any(pname == n or (pname and pname in n)
+                                                                           for n in names):
+                                continue
+                        out.append((patch.file, pdoc.line + patch.line_offset, pdoc.end_line + patch.line_offset))
+            return out
+        return places
+
+    def locator(self, ro: RenderedObject, annotation: dict[str, Any] | None):
+        """A `locate(path) -> Origin` function for one rendered object."""
+        obj = ro.obj
+        src_file, generator, doc, layers, names = self._sources(obj, annotation)
 
         def locate(path: str) -> Origin:
             try:

@@ -185,3 +185,35 @@ def anchor(
         if candidates:
             return min(candidates, key=lambda n: (abs(n - ref), n))
     return None
+
+
+def place_anchor(
+    finding: Finding,
+    diff: DiffIndex,
+    places: list[tuple[str, int, int]] | tuple[tuple[str, int, int], ...] = (),
+    mode: str = "added",
+) -> tuple[str, int] | None:
+    """(path, line) to comment on: the finding's own line when commentable; else the changed line
+    nearest to it among the documents that define or patch its object (`places`: its own file
+    first, then the base manifest and the other patches), so a comment about a probe deleted in a
+    base sits where it was deleted even when the finding's own line is in an overlay."""
+    own = finding.origin.file
+    line = anchor(finding, diff, None, mode)
+    if line is not None and own:
+        return own, line
+    ordered = sorted(places, key=lambda p: p[0] != own)
+    absent = finding.origin.via == "enclosing"
+    # An absent field was most likely deleted: look for a deletion in every place first.
+    passes = [("deletions", ordered), ("changed", ordered)] if absent else [("changed", ordered)]
+    for kind, candidates_in in passes:
+        for path, start, end in candidates_in:
+            fd = diff.get(path)
+            if fd is None or fd.status == "removed":
+                continue
+            ref = finding.origin.line if (path == own and finding.origin.line) else start
+            pool = fd.near_deletions if kind == "deletions" else fd.changed()
+            hits = [n for n in pool if start <= n <= end and (mode == "diff" or n in fd.near_deletions
+                                                             or n in diff.commentable(path, mode))]
+            if hits:
+                return path, min(hits, key=lambda n: (abs(n - ref), n))
+    return None

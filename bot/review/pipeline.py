@@ -92,10 +92,21 @@ def check_repository(root: Path, config: Config, *, targets: list[Target] | None
             side.findings.append(_build_error(r.target, r))
     for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, changed):
         side.findings.extend(rulebook.run_env_rules(ctx, config))
-    run_repo = getattr(rulebook, "run_repo_rules", None)
-    if run_repo is not None:
-        side.findings.extend(run_repo(model, config, changed_files=changed))
+    side.findings.extend(rulebook.run_repo_rules(model, config, changed_files=changed))
+    attach_places(side.findings, side.rendered)
     return side
+
+
+def attach_places(findings: list[Finding], rendered: list[Rendered]) -> None:
+    """Give each finding the documents that define or patch its resource (for review anchors)."""
+    index: dict[tuple[str, ResourceId], RenderedObject] = {}
+    for r in rendered:
+        for ro in r.objects:
+            index.setdefault((r.target.path, ro.id), ro)
+    for f in findings:
+        ro = index.get((f.target or "", f.resource)) if f.resource else None
+        if ro is not None:
+            f.places = tuple(ro.places())
 
 
 def check_plain(path: Path, environment: str, config: Config) -> Side:
