@@ -49,6 +49,18 @@ class _Constructor(SafeConstructor):
         return value
 
 
+def _construct_plain(constructor: _Constructor, node: yaml.Node) -> Any:
+    """Tags Kubernetes does not know (`=` is YAML 1.1's `value` tag, `!Ref`-style custom tags) are
+    read as the plain scalar, list or mapping they hold, as kyaml does, instead of failing."""
+    if isinstance(node, yaml.MappingNode):
+        return constructor.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return constructor.construct_sequence(node, deep=True)
+    return constructor.construct_scalar(node)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:value", _construct_plain)
+_Constructor.add_constructor(None, _construct_plain)
 _Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
 _Constructor.add_constructor("tag:yaml.org,2002:bool", _Constructor.construct_yaml_bool)
 

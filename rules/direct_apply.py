@@ -27,7 +27,9 @@ RULE = Rule(
     scope="repo",
     check=None,
     edge_cases=(
-        "(a) an overlay under `overlays/<env>/` that no Flux Kustomization reaches.",
+        "(a) an overlay under `overlays/<env>/` that no Flux Kustomization reaches; a repository that defines "
+        "no Flux Kustomization at all (an app repository whose overlays a fleet repository applies, like "
+        "podinfo's `deploy/`) is not judged.",
         "(b) a changed script, Makefile or CI workflow line running `kubectl apply/create/replace/patch/edit/"
         "delete/scale/set` or `helm install/upgrade` against the cluster: error where it names production, "
         "warning otherwise.",
@@ -212,8 +214,12 @@ def overlay_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     unreached: list[Target] = scope.model.unreached_overlays()
     if not unreached:
         return
-    reached = _reached_dirs(scope)
     has_flux = bool(scope.model.flux_kustomizations())
+    if not has_flux:
+        # An app repository with overlays and no Flux objects at all (podinfo's deploy/) is applied
+        # by Flux from a fleet repository we cannot see; flagging every overlay would be noise.
+        return
+    reached = _reached_dirs(scope)
     for target in unreached:
         kfile = scope.model.tree.kustomization_file(target.path)
         if kfile is None or scope.config.is_ignored(kfile):

@@ -37,7 +37,9 @@ RULE = Rule(
         "repository) that does not exist; paths holding `${VAR}` are not judged.",
         "Warning: a Kustomization without `prune: true`, `sourceRef`, `interval`, or `healthChecks`/`wait` (one "
         "finding per missing setting); the bootstrap `flux-system` Kustomization that `flux bootstrap` writes is "
-        "exempt from the health-check warning, since it only applies the cluster's own Flux objects.",
+        "exempt from the health-check warning, since it only applies the cluster's own Flux objects; so is an "
+        "explicit `wait: false`, a recorded decision (56 such Kustomizations in onedr0p/home-ops) rather than "
+        "an omission.",
         "Warning: a `sourceRef`/`chartRef` naming a source kind and name that no file of the repository "
         "defines (it may exist only in the cluster); the bootstrap GitRepository `flux-system` is exempt.",
         "Flux objects in files that a kustomization uses as patches are partial and not judged.",
@@ -147,17 +149,14 @@ def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: Yaml
             "Set `interval` (e.g. `10m`): how often Flux re-applies the source and corrects drift.",
             insert_under(lines, doc, ("spec",), ["interval: 10m"], ref.file),
         )
-    if not spec.get("healthChecks") and spec.get("wait") is not True and not _is_bootstrap(ref):
-        present = "wait" in spec
+    if not spec.get("healthChecks") and "wait" not in spec and not _is_bootstrap(ref):
         yield emit(
             "warning", "spec.healthChecks",
             "it has neither `healthChecks` nor `wait: true`, so it reports Ready as soon as the objects are "
             "applied: a rollout that never becomes healthy looks like a success, and Kustomizations that "
             "`dependsOn` it go ahead.",
             "Set `wait: true` (wait for every applied object) or list the workloads under `healthChecks`.",
-            replace_value_line(lines, line_at(doc, "spec", "wait"), "wait", "true", ref.file) if present
-            else insert_under(lines, doc, ("spec",), ["wait: true"], ref.file),
-            locate="spec.wait" if present else None,
+            insert_under(lines, doc, ("spec",), ["wait: true"], ref.file),
         )
     yield _source_ref_finding(emit, "spec.sourceRef", spec.get("sourceRef"), defined)
 
