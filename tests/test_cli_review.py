@@ -43,7 +43,7 @@ def test_json_format_holds_the_payloads(repo, capsys):
     assert rc == 1
     assert data["check_run"][0]["conclusion"] == "failure"
     lines = {(c["path"], c["line"]) for c in data["review"]["comments"]}
-    assert ("overlays/production/api/kustomization.yaml", 11) in lines
+    assert ("overlays/production/api/kustomization.yaml", 12) in lines, "the newTag line sets the tag"
 
 
 def test_no_change_means_success_and_no_review(repo, capsys):

@@ -346,7 +346,8 @@ class Provenance:
             img_name = img_name.rsplit(":", 1)[0] if ":" in img_name.rsplit("/", 1)[-1] else img_name
             for i, im in enumerate(data.get("images") or []):
                 if isinstance(im, dict) and img_name in (im.get("name"), im.get("newName")):
-                    return at("images", i)
+                    key = next((k for k in ("digest", "newTag", "newName") if k in im), None)
+                    return at("images", i, key) if key else at("images", i)
         if len(segs) >= 2 and isinstance(segs[-1], str) and segs[-2] in LABEL_MAPS:
             key = segs[-1]
             src = "commonAnnotations" if segs[-2] == "annotations" else "commonLabels"

@@ -1,0 +1,38 @@
+"""The findings listed in examples/README.md are exactly what `check` reports on the example PR."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+from conftest_paths import REPO
+
+from bot.config import Config
+from bot.review.pipeline import run_check
+
+ROW = re.compile(r"^\| `([\w-]+)` \| (\w+) \| (\w+) \| `([^`]+):(\d+)`")
+
+
+def expected() -> set[tuple]:
+    out, new = set(), None
+    for line in (REPO / "examples" / "README.md").read_text().splitlines():
+        if line.startswith("### "):
+            new = True if line.startswith("### New") else False if line.startswith("### Existing") else None
+        m = ROW.match(line)
+        if m and new is not None:
+            rule, env, sev, file, ln = m.groups()
+            out.add((rule, env, sev, file, int(ln), new))
+    return out
+
+
+def test_readme_tables_match_the_check(tmp_path):
+    head = tmp_path / "head"
+    shutil.copytree(REPO / "examples" / "repo", head)
+    subprocess.run(["git", "apply", "--directory", "", str(REPO / "examples" / "pull-request.patch")],
+                   cwd=head, check=True, capture_output=True)
+    report = run_check(head, REPO / "examples" / "repo", Config.default())
+    got = {(f.rule, f.environment, f.severity, f.origin.file, f.origin.line, f.new) for f in report.findings}
+    want = expected()
+    assert len(want) == 10
+    assert got == want
