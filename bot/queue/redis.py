@@ -1,0 +1,385 @@
+"""The shared queue: Redis, for several replicas (processes) working off one store.
+
+Every operation that reads and then writes is one Lua script, so it is atomic across processes.
+Several processes differ from one SQLite process in two ways, and both are handled with leases:
+
+- A claimed job carries its claimer's token and a lease deadline (Redis server time, so replica
+  clocks do not matter). A background task renews the leases of the jobs this instance holds; a
+  job whose lease ran out (its process died) goes back to `queued` with attempt + 1, reaped by
+  `claim()` and `recover()`. `recover()` therefore only requeues expired work: at start-up, other
+  replicas' running jobs are alive. `close()` gives up this instance's leases at once, so a
+  restart resumes them immediately.
+- Deliveries are handled strictly oldest first by one process at a time: `next_delivery()` leases
+  the oldest unfinished delivery to its caller and returns None to others while that lease lives.
+  Handling them in parallel could let an older push's job supersede a newer one's.
+
+Keys all start with `prefix`. Scripts build key names at run time, so this needs a standalone
+Redis (or a primary with replicas); for Redis Cluster put a hash tag in the prefix, e.g.
+`{infra-review}:`, so every key lands in one slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .base import LIVE_STATES, Delivery, Job, JobState, Queue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "infra-review:"
+DEFAULT_LEASE = 30.0
+JOB_FIELDS = ("id", "installation_id", "repo", "pr_number", "head_sha", "reason", "delivery_id", "attempt",
+              "state")
+
+# Shared helpers prepended to every script. ARGV[1] is always the key prefix.
+LIB = """
+local P = ARGV[1]
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function jkey(id) return P .. 'job:' .. id end
+local function prkey(repo, pr) return P .. 'pr:' .. repo .. '#' .. pr end
+local LIVE = {queued = true, running = true}
+-- The one place a job changes state: keeps the queued/running indexes, live set and counts in step.
+local function move(id, from, to, deadline)
+  local jk = jkey(id)
+  redis.call('HSET', jk, 'state', to)
+  redis.call('HINCRBY', P .. 'counts', from, -1)
+  redis.call('HINCRBY', P .. 'counts', to, 1)
+  if from == 'queued' then redis.call('ZREM', P .. 'queued', id) end
+  if from == 'running' then
+    redis.call('ZREM', P .. 'running', id)
+    redis.call('HDEL', jk, 'owner')
+  end
+  if to == 'queued' then redis.call('ZADD', P .. 'queued', id, id) end
+  if to == 'running' then redis.call('ZADD', P .. 'running', deadline, id) end
+  if not LIVE[to] then
+    local f = redis.call('HMGET', jk, 'repo', 'pr_number')
+    redis.call('SREM', prkey(f[1], f[2]) .. ':live', id)
+  end
+end
+-- Running jobs whose lease ran out go back to the queue as their next attempt.
+local function reap(t)
+  local expired = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', t)
+  for _, id in ipairs(expired) do
+    move(id, 'running', 'queued')
+    redis.call('HINCRBY', jkey(id), 'attempt', 1)
+    redis.call('HDEL', jkey(id), 'started_at')
+  end
+  return #expired
+end
+local function job_row(id)
+  return redis.call('HMGET', jkey(id), 'id', 'installation_id', 'repo', 'pr_number', 'head_sha', 'reason',
+                    'delivery_id', 'attempt', 'state')
+end
+"""
+
+ADD_DELIVERY = LIB + """
+local dk = P .. 'delivery:' .. ARGV[2]
+if redis.call('EXISTS', dk) == 1 then return 0 end
+local seq = redis.call('INCR', P .. 'delivery:seq')
+redis.call('HSET', dk, 'event', ARGV[3], 'payload', ARGV[4], 'received_at', now(), 'seq', seq)
+redis.call('ZADD', P .. 'deliveries:pending', seq, ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, owner, lease seconds
+NEXT_DELIVERY = LIB + """
+local head = redis.call('ZRANGE', P .. 'deliveries:pending', 0, 0)[1]
+if not head then return nil end
+local dk = P .. 'delivery:' .. head
+local t = now()
+local owner = redis.call('HGET', dk, 'owner')
+local deadline = tonumber(redis.call('ZSCORE', P .. 'deliveries:leases', head) or '0')
+if owner and owner ~= ARGV[2] and deadline > t then return nil end
+redis.call('HSET', dk, 'owner', ARGV[2])
+redis.call('ZADD', P .. 'deliveries:leases', t + tonumber(ARGV[3]), head)
+local f = redis.call('HMGET', dk, 'event', 'payload')
+return {head, f[1], f[2]}
+"""
+
+# ARGV: prefix, delivery id, error ('' for none). The payload is dropped: nothing reads it again.
+FINISH_DELIVERY = LIB + """
+local dk = P .. 'delivery:' .. ARGV[2]
+if redis.call('EXISTS', dk) == 0 then return 0 end
+redis.call('HSET', dk, 'finished_at', now())
+if ARGV[3] ~= '' then redis.call('HSET', dk, 'error', ARGV[3]) else redis.call('HDEL', dk, 'error') end
+redis.call('HDEL', dk, 'owner', 'payload')
+redis.call('ZREM', P .. 'deliveries:pending', ARGV[2])
+redis.call('ZREM', P .. 'deliveries:leases', ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt
+ENQUEUE = LIB + """
+local repo, pr, sha = ARGV[3], ARGV[4], ARGV[5]
+local pk = prkey(repo, pr)
+local t = now()
+for _, id in ipairs(redis.call('SMEMBERS', pk .. ':live')) do
+  local f = redis.call('HMGET', jkey(id), 'state', 'head_sha')
+  if f[1] == 'queued' then
+    move(id, 'queued', 'superseded')
+    redis.call('HSET', jkey(id), 'finished_at', t)
+  elseif f[1] == 'running' and f[2] ~= sha then
+    move(id, 'running', 'superseded')
+  end
+end
+local id = redis.call('INCR', P .. 'job:seq')
+redis.call('HSET', jkey(id), 'id', id, 'installation_id', ARGV[2], 'repo', repo, 'pr_number', pr,
+           'head_sha', sha, 'reason', ARGV[6], 'delivery_id', ARGV[7], 'attempt', ARGV[8], 'state', 'queued',
+           'created_at', t)
+redis.call('HINCRBY', P .. 'counts', 'queued', 1)
+redis.call('ZADD', P .. 'queued', id, id)
+redis.call('SADD', pk .. ':live', id)
+redis.call('ZADD', P .. 'jobs', id, id)
+redis.call('ZADD', P .. 'repo:' .. repo, id, id)
+redis.call('ZADD', pk .. ':all', id, id)
+return id
+"""
+
+# ARGV: prefix, repo, pr_number
+CANCEL_PR = LIB + """
+local t = now()
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', prkey(ARGV[2], ARGV[3]) .. ':live')) do
+  local st = redis.call('HGET', jkey(id), 'state')
+  if LIVE[st] then
+    move(id, st, 'cancelled')
+    redis.call('HSET', jkey(id), 'finished_at', t)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# ARGV: prefix, owner, lease seconds
+CLAIM = LIB + """
+local t = now()
+reap(t)
+local blocked = {}
+for _, id in ipairs(redis.call('ZRANGE', P .. 'queued', 0, -1)) do
+  local f = redis.call('HMGET', jkey(id), 'repo', 'pr_number')
+  local pk = prkey(f[1], f[2])
+  if blocked[pk] == nil then
+    blocked[pk] = false
+    for _, other in ipairs(redis.call('SMEMBERS', pk .. ':live')) do
+      if redis.call('HGET', jkey(other), 'state') == 'running' then blocked[pk] = true end
+    end
+  end
+  if not blocked[pk] then
+    move(id, 'queued', 'running', t + tonumber(ARGV[3]))
+    redis.call('HSET', jkey(id), 'owner', ARGV[2], 'started_at', t)
+    return job_row(id)
+  end
+end
+return nil
+"""
+
+# ARGV: prefix, owner, job id, final state, error ('' for none)
+FINISH = LIB + """
+local jk = jkey(ARGV[3])
+if redis.call('EXISTS', jk) == 0 then return 0 end
+local f = redis.call('HMGET', jk, 'state', 'owner', 'finished_at')
+local t = now()
+if f[1] == 'running' then
+  if f[2] ~= ARGV[2] then return 0 end
+  move(ARGV[3], 'running', ARGV[4])
+  redis.call('HSET', jk, 'finished_at', t)
+  if ARGV[5] ~= '' then redis.call('HSET', jk, 'error', ARGV[5]) else redis.call('HDEL', jk, 'error') end
+  return 1
+end
+if not f[3] then redis.call('HSET', jk, 'finished_at', t) end
+return 0
+"""
+
+RECOVER = LIB + """
+return reap(now())
+"""
+
+# ARGV: prefix, owner, lease seconds (0 gives the leases up), delivery id or '', job ids...
+# Returns the job ids this owner no longer holds.
+RENEW = LIB + """
+local t = now()
+local deadline = t + tonumber(ARGV[3])
+local lost = {}
+for i = 5, #ARGV do
+  local f = redis.call('HMGET', jkey(ARGV[i]), 'state', 'owner')
+  if f[1] == 'running' and f[2] == ARGV[2] then
+    redis.call('ZADD', P .. 'running', deadline, ARGV[i])
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+if ARGV[4] ~= '' then
+  local dk = P .. 'delivery:' .. ARGV[4]
+  if redis.call('HGET', dk, 'owner') == ARGV[2] then
+    redis.call('ZADD', P .. 'deliveries:leases', deadline, ARGV[4])
+  end
+end
+return lost
+"""
+
+
+def _job(row: list[Any]) -> Job:
+    id_, inst, repo, pr, sha, reason, delivery, attempt, state = row
+    return Job(installation_id=int(inst), repo=repo, pr_number=int(pr), head_sha=sha, reason=reason,
+               delivery_id=delivery, attempt=int(attempt), id=int(id_), state=JobState(state))
+
+
+class RedisQueue(Queue):
+    """`lease` is how long a claimed job or delivery stays held without renewal; renewal runs every
+    lease / 3 unless `renew` is False (tests use that to play a process that died)."""
+
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, lease: float = DEFAULT_LEASE,
+                 renew: bool = True) -> None:
+        if lease <= 0:
+            raise ValueError("lease must be positive")
+        self.url = url
+        self.prefix = prefix
+        self.lease = lease
+        self.renew = renew
+        self.owner = ""
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._held_jobs: set[int] = set()
+        self._held_delivery: str | None = None
+        self._renewer: asyncio.Task | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisQueue(prefix={self.prefix!r}, lease={self.lease})"
+
+    async def open(self) -> None:
+        if self._redis is not None:
+            return
+        client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+        self._redis = client
+        self.owner = uuid.uuid4().hex
+        if self.renew:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="redis-queue-lease-renewal")
+
+    async def close(self) -> None:
+        if self._redis is None:
+            return
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        try:
+            await self._renew(lease=0)
+        except Exception:
+            log.warning("redis queue: could not release leases on close; they expire on their own",
+                        exc_info=True)
+        await self._redis.aclose()
+        self._redis = None
+        self._held_jobs.clear()
+        self._held_delivery = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("queue is not open")
+        return self._redis
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        if self._redis is None:
+            raise RuntimeError("queue is not open")
+        return await self._scripts[script](args=[self.prefix, *args])
+
+    async def _renew(self, lease: float | None = None) -> None:
+        held = sorted(self._held_jobs)
+        lost = await self._run("renew", self.owner, self.lease if lease is None else lease,
+                               self._held_delivery or "", *held)
+        self._held_jobs.difference_update(int(i) for i in lost)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self._renew()
+            except Exception:
+                log.warning("redis queue: lease renewal failed; retrying", exc_info=True)
+
+    async def ping(self) -> None:
+        key = f"{self.prefix}ping"
+        await self.redis.set(key, self.owner, ex=60)
+        if await self.redis.get(key) != self.owner:
+            raise RuntimeError("redis queue: a value just written could not be read back")
+
+    async def add_delivery(self, delivery: Delivery) -> bool:
+        return await self._run("add_delivery", delivery.delivery_id, delivery.event, delivery.payload) == 1
+
+    async def next_delivery(self) -> Delivery | None:
+        row = await self._run("next_delivery", self.owner, self.lease)
+        if row is None:
+            return None
+        self._held_delivery = row[0]
+        return Delivery(*row)
+
+    async def finish_delivery(self, delivery_id: str, error: str | None = None) -> None:
+        await self._run("finish_delivery", delivery_id, error or "")
+        if self._held_delivery == delivery_id:
+            self._held_delivery = None
+
+    async def enqueue(self, job: Job) -> Job:
+        job_id = await self._run("enqueue", job.installation_id, job.repo, job.pr_number, job.head_sha,
+                                 job.reason, job.delivery_id, job.attempt)
+        return replace(job, id=int(job_id), state=JobState.QUEUED)
+
+    async def cancel_pr(self, repo: str, pr_number: int) -> int:
+        return int(await self._run("cancel_pr", repo, pr_number))
+
+    async def claim(self) -> Job | None:
+        row = await self._run("claim", self.owner, self.lease)
+        if row is None:
+            return None
+        job = _job(row)
+        self._held_jobs.add(job.id)
+        return job
+
+    async def state(self, job_id: int) -> JobState:
+        value = await self.redis.hget(f"{self.prefix}job:{job_id}", "state")
+        if value is None:
+            raise KeyError(job_id)
+        return JobState(value)
+
+    async def finish(self, job_id: int, state: JobState, error: str | None = None) -> bool:
+        """Also False when the job is running under another claim: this one's lease ran out."""
+        if state in LIVE_STATES:
+            raise ValueError(f"finish needs a final state, not {state.value}")
+        self._held_jobs.discard(job_id)
+        return await self._run("finish", self.owner, job_id, JobState(state).value, error or "") == 1
+
+    async def recover(self) -> int:
+        return int(await self._run("recover"))
+
+    async def counts(self) -> dict[str, int]:
+        stored = await self.redis.hgetall(f"{self.prefix}counts")
+        return {state.value: int(stored.get(state.value, 0)) for state in JobState}
+
+    async def jobs(self, repo: str | None = None, pr_number: int | None = None) -> list[Job]:
+        index = f"{self.prefix}jobs"
+        if repo is not None and pr_number is not None:
+            index = f"{self.prefix}pr:{repo}#{pr_number}:all"
+        elif repo is not None:
+            index = f"{self.prefix}repo:{repo}"
+        ids = await self.redis.zrange(index, 0, -1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for id_ in ids:
+                pipe.hmget(f"{self.prefix}job:{id_}", *JOB_FIELDS)
+            rows = await pipe.execute()
+        return [_job(row) for row in rows]
+
+
+SCRIPTS = {"add_delivery": ADD_DELIVERY, "next_delivery": NEXT_DELIVERY, "finish_delivery": FINISH_DELIVERY,
+           "enqueue": ENQUEUE, "cancel_pr": CANCEL_PR, "claim": CLAIM, "finish": FINISH, "recover": RECOVER,
+           "renew": RENEW}

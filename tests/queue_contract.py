@@ -1,0 +1,143 @@
+"""The behaviour every Queue backend owes the app, run against each one.
+
+A backend's test module subclasses `QueueContract` (as `Test...`) and provides two fixtures:
+`queue`, an open queue on an empty store, and `reopen`, an async factory that opens another
+instance on the same store (a restarted process, or another replica).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.queue import Delivery, Job, JobState
+
+REPO = "Codertocat/Hello-World"
+
+
+def job(sha: str = "a" * 40, pr: int = 2, repo: str = REPO, delivery: str = "d1") -> Job:
+    return Job(installation_id=1, repo=repo, pr_number=pr, head_sha=sha, reason="pull_request.opened",
+               delivery_id=delivery)
+
+
+class QueueContract:
+    async def test_ping(self, queue):
+        await queue.ping()
+
+    async def test_redelivery_is_recorded_once(self, queue):
+        assert await queue.add_delivery(Delivery("x-1", "pull_request", "{}"))
+        assert not await queue.add_delivery(Delivery("x-1", "pull_request", "{}"))
+        assert (await queue.next_delivery()).delivery_id == "x-1"
+        await queue.finish_delivery("x-1")
+        assert await queue.next_delivery() is None
+        assert not await queue.add_delivery(Delivery("x-1", "pull_request", "{}"))
+
+    async def test_deliveries_are_handled_oldest_first(self, queue):
+        for n in (1, 2, 3):
+            await queue.add_delivery(Delivery(f"x-{n}", "push", f'{{"n": {n}}}'))
+        assert await queue.next_delivery() == Delivery("x-1", "push", '{"n": 1}')
+        assert (await queue.next_delivery()).delivery_id == "x-1", "unfinished until finish_delivery"
+        await queue.finish_delivery("x-1", error="RuntimeError: boom")
+        assert await queue.next_delivery() == Delivery("x-2", "push", '{"n": 2}')
+        await queue.finish_delivery("x-2")
+        await queue.finish_delivery("never-seen")
+        assert (await queue.next_delivery()).delivery_id == "x-3"
+
+    async def test_newer_head_supersedes_queued_and_running_work(self, queue):
+        first = await queue.enqueue(job("a" * 40))
+        running = await queue.claim()
+        assert running.id == first.id and running.state is JobState.RUNNING
+        queued_same_pr = await queue.enqueue(job("b" * 40, delivery="d2"))
+        assert await queue.state(first.id) is JobState.SUPERSEDED
+        newest = await queue.enqueue(job("c" * 40, delivery="d3"))
+        assert await queue.state(queued_same_pr.id) is JobState.SUPERSEDED
+        assert not await queue.finish(first.id, JobState.DONE), "a superseded job must not be marked done"
+        assert await queue.state(first.id) is JobState.SUPERSEDED
+        assert (await queue.claim()).id == newest.id
+
+    async def test_same_head_recheck_waits_for_running_job(self, queue):
+        first = await queue.enqueue(job("a" * 40))
+        await queue.claim()
+        recheck = await queue.enqueue(job("a" * 40, delivery="recheck"))
+        assert await queue.state(first.id) is JobState.RUNNING
+        assert await queue.state(recheck.id) is JobState.QUEUED
+
+    async def test_one_running_job_per_pr(self, queue):
+        await queue.enqueue(job("a" * 40))
+        first = await queue.claim()
+        await queue.enqueue(job("a" * 40, delivery="recheck"))
+        other_pr = await queue.enqueue(job("d" * 40, pr=3))
+        assert (await queue.claim()).id == other_pr.id
+        assert await queue.claim() is None, "PR 2 already has a running job"
+        await queue.finish(first.id, JobState.DONE)
+        assert (await queue.claim()).delivery_id == "recheck"
+
+    async def test_claim_takes_oldest_first_and_returns_the_stored_job(self, queue):
+        stored = [await queue.enqueue(job(sha, pr=pr)) for sha, pr in (("a" * 40, 5), ("b" * 40, 4))]
+        claimed = [await queue.claim(), await queue.claim()]
+        assert [j.id for j in claimed] == [s.id for s in stored]
+        assert claimed[0] == stored[0] and claimed[0].state is JobState.RUNNING
+        assert await queue.claim() is None
+
+    async def test_close_cancels_pending_work(self, queue):
+        await queue.enqueue(job("a" * 40))
+        await queue.claim()
+        await queue.enqueue(job("a" * 40, delivery="d2"))
+        await queue.enqueue(job("e" * 40, pr=9))
+        assert await queue.cancel_pr(REPO, 2) == 2
+        assert (await queue.counts())["cancelled"] == 2
+        assert await queue.cancel_pr(REPO, 2) == 0
+        assert (await queue.claim()).pr_number == 9
+        assert await queue.claim() is None
+
+    async def test_finish_records_outcome_once(self, queue):
+        stored = await queue.enqueue(job())
+        await queue.claim()
+        assert await queue.finish(stored.id, JobState.FAILED, "RuntimeError: boom")
+        assert await queue.state(stored.id) is JobState.FAILED
+        assert not await queue.finish(stored.id, JobState.DONE)
+        assert await queue.state(stored.id) is JobState.FAILED
+        assert not await queue.finish(10_000, JobState.DONE)
+        with pytest.raises(KeyError):
+            await queue.state(10_000)
+
+    async def test_counts_and_jobs_listing(self, queue):
+        assert await queue.counts() == {state.value: 0 for state in JobState}
+        a = await queue.enqueue(job("a" * 40, pr=1))
+        b = await queue.enqueue(job("b" * 40, pr=2))
+        c = await queue.enqueue(job("c" * 40, pr=1, repo="octo/other"))
+        await queue.claim()
+        await queue.enqueue(job("d" * 40, pr=2))
+        assert await queue.counts() == {"queued": 2, "running": 1, "done": 0, "failed": 0, "superseded": 1,
+                                        "cancelled": 0}
+        assert [j.id for j in await queue.jobs()] == [a.id, b.id, c.id, c.id + 1]
+        assert [j.id for j in await queue.jobs(REPO)] == [a.id, b.id, c.id + 1]
+        listed = await queue.jobs(REPO, 2)
+        assert [(j.id, j.state) for j in listed] == [(b.id, JobState.SUPERSEDED), (c.id + 1, JobState.QUEUED)]
+        assert listed[0] == b
+
+    async def test_restart_resumes_running_job_with_next_attempt(self, queue, reopen):
+        stored = await queue.enqueue(job())
+        await queue.claim()
+        await queue.close()
+        restarted = await reopen()
+        assert await restarted.recover() == 1
+        assert await restarted.recover() == 0
+        resumed = await restarted.claim()
+        assert (resumed.id, resumed.attempt) == (stored.id, 2)
+
+    async def test_everything_survives_reopening(self, queue, reopen):
+        await queue.add_delivery(Delivery("x-1", "pull_request", '{"action": "opened"}'))
+        await queue.add_delivery(Delivery("x-2", "pull_request", "{}"))
+        await queue.finish_delivery("x-1")
+        done = await queue.enqueue(job("a" * 40, pr=1))
+        await queue.claim()
+        await queue.finish(done.id, JobState.DONE)
+        await queue.enqueue(job("b" * 40, pr=2))
+        before = (await queue.jobs(), await queue.counts())
+        await queue.close()
+        again = await reopen()
+        assert (await again.jobs(), await again.counts()) == before
+        assert [j.state for j in before[0]] == [JobState.DONE, JobState.QUEUED]
+        assert not await again.add_delivery(Delivery("x-1", "pull_request", "{}"))
+        assert await again.next_delivery() == Delivery("x-2", "pull_request", "{}")
+        assert (await again.claim()).head_sha == "b" * 40

@@ -1,0 +1,315 @@
+"""The shared queue against a real redis-server: the SQLite contract, plus what several replicas need.
+
+A session fixture starts its own redis-server (or uses REDIS_URL). Without the binary the tests skip
+locally and fail under CI, which must install it (.ci/redis.sh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from queue_contract import REPO, QueueContract, job
+
+from bot.queue import Delivery, JobState, open_queue
+from bot.queue.redis import DEFAULT_PREFIX, RedisQueue
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_ping(url: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not answer PING (exit code {proc.poll()})") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; CI must install it (.ci/redis.sh)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server, or set REDIS_URL)")
+    workdir = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=workdir)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait_for_ping(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def prefix(redis_url):
+    """A fresh key namespace per test; its keys are deleted afterwards."""
+    value = f"test-{uuid.uuid4().hex[:12]}:"
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{value}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+async def instances(redis_url, prefix):
+    """Opens RedisQueues on the test's namespace, each a separate client like a separate replica."""
+    opened: list[RedisQueue] = []
+
+    async def _open(**kwargs) -> RedisQueue:
+        q = RedisQueue(redis_url, prefix=prefix, **kwargs)
+        await q.open()
+        opened.append(q)
+        return q
+
+    yield _open
+    for q in opened:
+        await q.close()
+
+
+@pytest.fixture
+async def queue(instances):
+    return await instances()
+
+
+@pytest.fixture
+def reopen(instances):
+    return instances
+
+
+class TestRedisQueue(QueueContract):
+    pass
+
+
+async def test_keys_live_under_the_prefix(queue, redis_url, prefix):
+    await queue.add_delivery(Delivery("x-1", "pull_request", "{}"))
+    await queue.enqueue(job())
+    await queue.claim()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [k for k in client.scan_iter(match="*") if "test-" in k or k.startswith(DEFAULT_PREFIX)]
+        mine = [k for k in keys if k.startswith(prefix)]
+        assert len(mine) >= 5 and not [k for k in keys if k.startswith(DEFAULT_PREFIX)]
+    finally:
+        client.close()
+
+
+async def test_open_queue_reads_redis_urls_and_prefix(redis_url, prefix):
+    q = open_queue(f"{redis_url}?prefix={prefix}")
+    assert isinstance(q, RedisQueue) and q.prefix == prefix and "prefix" not in q.url
+    assert open_queue("redis://:hunter2@cache.internal:6379/0").prefix == DEFAULT_PREFIX
+    assert "hunter2" not in repr(open_queue("rediss://:hunter2@cache.internal:6380/1"))
+    await q.open()
+    stored = await q.enqueue(job())
+    await q.close()
+    direct = RedisQueue(redis_url, prefix=prefix)
+    await direct.open()
+    assert [j.id for j in await direct.jobs()] == [stored.id]
+    await direct.close()
+
+
+async def test_two_replicas_claiming_concurrently_never_share_a_job(instances):
+    replicas = [await instances() for _ in range(4)]
+    stored = [await replicas[0].enqueue(job(f"{n:040x}", pr=n)) for n in range(40)]
+
+    async def drain(q: RedisQueue) -> list[int]:
+        claimed = []
+        while (j := await q.claim()) is not None:
+            claimed.append(j.id)
+            await asyncio.sleep(0)
+        return claimed
+
+    results = await asyncio.gather(*(drain(q) for q in replicas))
+    everything = [i for ids in results for i in ids]
+    assert sorted(everything) == [j.id for j in stored]
+    assert sum(1 for ids in results if ids) > 1, "the replicas should have interleaved"
+
+
+async def test_separate_processes_never_run_the_same_job(redis_url, prefix, queue):
+    """Real OS processes, each with its own client, race to claim and finish 60 jobs."""
+    stored = [await queue.enqueue(job(f"{n:040x}", pr=n, delivery=f"d{n}")) for n in range(60)]
+    script = (
+        "import asyncio, json, sys\n"
+        "from bot.queue.redis import RedisQueue\n"
+        "from bot.queue import JobState\n"
+        "async def main():\n"
+        "    q = RedisQueue(sys.argv[1], prefix=sys.argv[2])\n"
+        "    await q.open()\n"
+        "    ran, idle = [], 0\n"
+        "    while idle < 20:\n"
+        "        j = await q.claim()\n"
+        "        if j is None:\n"
+        "            idle += 1\n"
+        "            await asyncio.sleep(0.02)\n"
+        "            continue\n"
+        "        idle = 0\n"
+        "        ran.append(j.id)\n"
+        "        assert await q.finish(j.id, JobState.DONE)\n"
+        "    await q.close()\n"
+        "    print(json.dumps(ran))\n"
+        "asyncio.run(main())\n")
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", script, redis_url, prefix, cwd=ROOT,
+                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    outputs = [await p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode()[-2000:] for _, err in outputs]
+    ran = [i for out, _ in outputs for i in json.loads(out)]
+    assert sorted(ran) == [j.id for j in stored]
+    assert (await queue.counts())["done"] == 60
+
+
+async def test_one_running_job_per_pr_across_replicas(instances):
+    a, b = await instances(), await instances()
+    await a.enqueue(job("a" * 40))
+    assert (await a.claim()).delivery_id == "d1"
+    recheck = await b.enqueue(job("a" * 40, delivery="recheck"))
+    assert await b.claim() is None
+    assert await b.state(recheck.id) is JobState.QUEUED
+
+
+async def test_dead_workers_job_is_claimable_after_its_lease(instances):
+    dead = await instances(lease=0.2, renew=False)
+    alive = await instances(lease=0.2)
+    stored = await dead.enqueue(job())
+    assert (await dead.claim()).id == stored.id
+    assert await alive.claim() is None
+    assert await alive.recover() == 0, "a live lease belongs to a running replica"
+    await asyncio.sleep(0.3)
+    resumed = await alive.claim()
+    assert (resumed.id, resumed.attempt, resumed.state) == (stored.id, 2, JobState.RUNNING)
+    assert not await dead.finish(stored.id, JobState.DONE), "the stale claim must not record an outcome"
+    assert await alive.state(stored.id) is JobState.RUNNING
+    assert await alive.finish(stored.id, JobState.DONE)
+
+
+async def test_recover_requeues_only_expired_leases(instances):
+    dead = await instances(lease=0.2, renew=False)
+    stored = await dead.enqueue(job())
+    await dead.claim()
+    await asyncio.sleep(0.3)
+    restarted = await instances()
+    assert await restarted.recover() == 1
+    assert [(j.state, j.attempt) for j in await restarted.jobs()] == [(JobState.QUEUED, 2)]
+    assert (await restarted.claim()).id == stored.id
+
+
+async def test_a_live_worker_keeps_renewing_its_lease(instances):
+    worker = await instances(lease=0.2)
+    other = await instances(lease=0.2)
+    stored = await worker.enqueue(job())
+    await worker.claim()
+    await asyncio.sleep(0.7)
+    assert await other.claim() is None
+    assert await other.recover() == 0
+    assert await worker.finish(stored.id, JobState.DONE)
+
+
+async def test_superseded_running_job_is_not_renewed_or_finished(instances):
+    worker = await instances(lease=0.2)
+    first = await worker.enqueue(job("a" * 40))
+    await worker.claim()
+    newer = await (await instances()).enqueue(job("b" * 40, delivery="d2"))
+    assert await worker.state(first.id) is JobState.SUPERSEDED
+    await asyncio.sleep(0.3)
+    assert not await worker.finish(first.id, JobState.DONE)
+    assert (await worker.claim()).id == newer.id
+
+
+async def test_a_delivery_is_handled_by_one_replica_at_a_time(instances):
+    a = await instances(lease=0.2, renew=False)
+    b = await instances(lease=0.2)
+    await a.add_delivery(Delivery("x-1", "pull_request", "{}"))
+    await a.add_delivery(Delivery("x-2", "pull_request", "{}"))
+    assert not await b.add_delivery(Delivery("x-1", "pull_request", "{}"))
+    assert (await a.next_delivery()).delivery_id == "x-1"
+    assert await b.next_delivery() is None, "x-2 must wait: deliveries are handled in order"
+    await asyncio.sleep(0.3)
+    assert (await b.next_delivery()).delivery_id == "x-1", "a's lease ran out, so b redoes x-1"
+    await b.finish_delivery("x-1")
+    assert (await a.next_delivery()).delivery_id == "x-2"
+
+
+async def test_closing_releases_held_deliveries(instances):
+    a, b = await instances(), await instances()
+    await a.add_delivery(Delivery("x-1", "pull_request", "{}"))
+    await a.next_delivery()
+    assert await b.next_delivery() is None
+    await a.close()
+    assert (await b.next_delivery()).delivery_id == "x-1"
+
+
+async def test_finish_delivery_drops_the_payload(queue, redis_url, prefix):
+    await queue.add_delivery(Delivery("x-1", "pull_request", '{"big": "payload"}'))
+    await queue.finish_delivery("x-1", "ValueError: bad")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        stored = client.hgetall(f"{prefix}delivery:x-1")
+    finally:
+        client.close()
+    assert "payload" not in stored and stored["error"] == "ValueError: bad" and "finished_at" in stored
+
+
+async def test_finish_needs_a_final_state(queue):
+    stored = await queue.enqueue(job())
+    await queue.claim()
+    with pytest.raises(ValueError):
+        await queue.finish(stored.id, JobState.QUEUED)
+    assert await queue.state(stored.id) is JobState.RUNNING
+
+
+async def test_a_closed_queue_refuses_work(redis_url, prefix):
+    q = RedisQueue(redis_url, prefix=prefix)
+    with pytest.raises(RuntimeError):
+        await q.claim()
+    await q.open()
+    await q.close()
+    await q.close()
+    with pytest.raises(RuntimeError):
+        await q.enqueue(job())
+
+
+async def test_cancel_pr_reaches_a_job_running_elsewhere(instances):
+    worker, server = await instances(), await instances()
+    stored = await server.enqueue(job())
+    await worker.claim()
+    assert await server.cancel_pr(REPO, 2) == 1
+    assert await worker.state(stored.id) is JobState.CANCELLED
+    assert not await worker.finish(stored.id, JobState.CANCELLED)
