@@ -157,7 +157,9 @@ class Target:
 
     @property
     def key(self) -> str:
-        return f"{self.path}@{self.flux.namespace}/{self.flux.name}" if self.flux else self.path
+        """Unique within a repository: two clusters may each have a Flux Kustomization of the same
+        name pointing at the same path, so the defining file is part of it."""
+        return f"{self.path}@{self.flux.file}#{self.flux.namespace}/{self.flux.name}" if self.flux else self.path
 
 
 @dataclass(frozen=True)

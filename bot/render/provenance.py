@@ -178,7 +178,10 @@ class Provenance:
     def _generated_children(self, directory: str) -> list[str]:
         from bot.repo.graph import generated_resources
 
-        return [r for r in generated_resources(self.tree, directory) if self.tree.is_dir(r)]
+        key = ("generated-dirs", directory)
+        if key not in self.tree.memo:
+            self.tree.memo[key] = [r for r in generated_resources(self.tree, directory) if self.tree.is_dir(r)]
+        return self.tree.memo[key]  # type: ignore[return-value]
 
     def _dfs(self, cur: str, source: str, generator: bool, path: tuple[str, ...], seen: set[str]) -> list[str] | None:
         if cur in seen or len(path) > 64:

@@ -188,7 +188,22 @@ class RepoModel:
         inputs = Inputs()
         inputs.merge(self.graph.flux_inputs(target.path, comps, self.substitute_sources(target.flux)))
         inputs.files.add(target.flux.file)
+        inputs.files.update(self.source_files(target.flux))
         return inputs
+
+    def source_files(self, ref: FluxRef) -> set[str]:
+        """Files whose Flux sources decide where a Flux Kustomization's path is: the GitRepository it
+        names and the bootstrap one (compared by URL), or for an ExternalArtifact every
+        ArtifactGenerator and the GitRepositories they copy from."""
+        source = ref.spec.get("sourceRef") if isinstance(ref.spec.get("sourceRef"), dict) else {}
+        kind, name = str(source.get("kind") or "GitRepository"), str(source.get("name") or "")
+        out: set[str] = set()
+        for obj in self.flux_objects:
+            if obj.kind == "GitRepository" and (obj.name in (name, BOOTSTRAP_SOURCE) or kind == "ExternalArtifact"):
+                out.add(obj.file)
+            elif obj.kind == "ArtifactGenerator" and kind == "ExternalArtifact":
+                out.add(obj.file)
+        return out
 
     @cached_property
     def targets(self) -> tuple[Target, ...]:
@@ -215,12 +230,19 @@ class RepoModel:
         return [t for t in self.targets if t.flux is None]
 
     def affected(self, changed: Iterable[str] = (), deleted: Iterable[str] = (),
-                 renamed: Iterable[tuple[str, str]] = ()) -> list[Target]:
-        """Targets whose rendered output a change to these paths can alter (renames count both paths)."""
+                 renamed: Iterable[tuple[str, str]] = (), previous: RepoModel | None = None) -> list[Target]:
+        """Targets whose rendered output a change to these paths can alter (renames count both paths).
+
+        With `previous` (the other side of the change), a target that did not exist there is
+        affected too: deleting a Flux Kustomization turns the overlay it applied into a target of
+        its own, which no file of the overlay itself reveals.
+        """
         paths = set(changed) | set(deleted)
         for old, new in renamed:
             paths |= {old, new}
-        return [t for t in self.targets if any(touches(self.inputs(t), p) for p in paths)]
+        before = {t.key for t in previous.targets} if previous is not None else None
+        return [t for t in self.targets
+                if (before is not None and t.key not in before) or any(touches(self.inputs(t), p) for p in paths)]
 
     def build_errors(self, target: Target) -> list[BuildError]:
         return list(self.inputs(target).errors)

@@ -27,17 +27,28 @@ class Inputs:
     dirs: set[str] = field(default_factory=set)
     generated: set[str] = field(default_factory=set)
     errors: list[BuildError] = field(default_factory=list)
+    # Sub-directories of generated dirs that hold their own kustomization: their YAML files count
+    # only through that kustomization's own inputs.
+    generated_subdirs: set[str] = field(default_factory=set)
 
     def merge(self, other: Inputs) -> None:
         self.files |= other.files
         self.dirs |= other.dirs
         self.generated |= other.generated
+        self.generated_subdirs |= other.generated_subdirs
         self.errors.extend(e for e in other.errors if e not in self.errors)
 
 
 def generated_resources(tree: RepoTree, directory: str) -> list[str]:
     """What Flux lists as resources when a path has no kustomization: every YAML file below it,
     and each sub-directory holding a kustomization file (not descended into), in walk order."""
+    key = ("generated", directory)
+    if key not in tree.memo:
+        tree.memo[key] = _generated_resources(tree, directory)
+    return list(tree.memo[key])  # type: ignore[arg-type]
+
+
+def _generated_resources(tree: RepoTree, directory: str) -> list[str]:
     out: list[str] = []
     prefix = "" if directory in ("", ".") else directory + "/"
     skip: list[str] = []
@@ -145,6 +156,7 @@ class Graph:
         inputs = Inputs(generated={directory})
         for res in generated_resources(self.tree, directory):
             if self.tree.is_dir(res):
+                inputs.generated_subdirs.add(res)
                 inputs.merge(self.kustomization_inputs(res))
             else:
                 inputs.files.add(res)
@@ -175,7 +187,6 @@ def touches(inputs: Inputs, path: str) -> bool:
     if name in KUSTOMIZATION_NAMES and (parent in inputs.dirs or any(
             parent == g or parent.startswith(g.rstrip("/") + "/") or g == "." for g in inputs.generated)):
         return True
-    for gen in inputs.generated:
-        if (gen == "." or path.startswith(gen.rstrip("/") + "/")) and path.endswith(YAML_SUFFIXES):
-            return True
-    return False
+    if not path.endswith(YAML_SUFFIXES) or any(path.startswith(d + "/") for d in inputs.generated_subdirs):
+        return False
+    return any(gen == "." or path.startswith(gen.rstrip("/") + "/") for gen in inputs.generated)

@@ -55,6 +55,7 @@ class RepoTree:
 
     root: Path
     _docs: dict[str, list[YamlDoc] | YamlError] = field(default_factory=dict, repr=False)
+    memo: dict[tuple, object] = field(default_factory=dict, repr=False)  # derived facts about the tree
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

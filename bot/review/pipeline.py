@@ -177,10 +177,10 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
     if scope and scope != ".":
         head_targets = [t for t in head_model.targets if in_scope(t.path, scope)]
     if affected_only and changed is not None:
-        head_targets = head_model.affected(changed=changed)
-        if base is not None:
-            base_model = make_model(base, config)
-            base_targets = base_model.affected(changed=changed)
+        base_model = make_model(base, config) if base is not None else None
+        head_targets = head_model.affected(changed=changed, previous=base_model)
+        if base_model is not None:
+            base_targets = base_model.affected(changed=changed, previous=head_model)
             keys = {t.key for t in head_targets} | {t.key for t in base_targets}
             head_targets = [t for t in head_model.targets if t.key in keys]
             base_targets = [t for t in base_model.targets if t.key in keys]
