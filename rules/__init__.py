@@ -143,8 +143,8 @@ def run_repo_rules(
     scope = RepoScope(model, config, changed_files, environment_by_path)
     out: list[Finding] = []
     for rule in all_rules():
-        if rule.scope != "repo":
-            continue
+        # Repo rules, and environment rules with a repository part (hardcoded-secret on files no
+        # target renders), define `check_repo`.
         check = getattr(importlib.import_module(f"{__name__}.{rule.id.replace('-', '_')}"), "check_repo", None)
         if check is None:
             continue

@@ -1,4 +1,4 @@
-"""What every rule module is made of: the `Rule` record and the helpers several rules share.
+r"""What every rule module is made of: the `Rule` record and the helpers several rules share.
 
 Rules judge rendered objects, so the helpers here walk what Flux would apply: workloads by their
 real API group, their pod specs and containers, each with the field path that `RenderedObject.origin`
@@ -15,6 +15,10 @@ from typing import Any
 
 from bot.model import Finding, Suggestion, format_path, parse_path
 from bot.objects import EnvContext, RenderedObject
+
+# Values that are placeholders for a secret kept elsewhere (Flux/kustomize substitution, 1Password,
+# Vault, argocd-vault-plugin, vals), not the secret itself.
+SECRET_REFERENCE = re.compile(r"^\s*(?:(?:\$\{[^}]+\}|\$\([^)]+\))+|op://\S+|vault:\S+|<path:[^>]+>|ref\+\w+://\S+)\s*$")
 
 Check = Callable[[EnvContext, "Rule"], Iterable[Finding]]
 FALLBACK_ENVIRONMENT = "production"

@@ -8,9 +8,19 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.model import Finding
+from bot.model import Finding, ResourceId
 from bot.objects import EnvContext, RenderedObject
-from rules.base import Rule, all_envs, containers, describe_value, finding, is_kind, key_path, workloads
+from rules.base import (
+    SECRET_REFERENCE,
+    Rule,
+    all_envs,
+    containers,
+    describe_value,
+    finding,
+    is_kind,
+    key_path,
+    workloads,
+)
 
 ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,.*\]$", re.S)
 REFERENCE = re.compile(r"^(?:\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\})+$")
@@ -67,7 +77,7 @@ def _secret_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Iterat
             continue
         for key, raw in values.items():
             value = "" if raw is None else str(raw)
-            if not value.strip():
+            if not value.strip() or SECRET_REFERENCE.match(value):
                 continue
             if is_encrypted(value):
                 encrypted += 1
@@ -159,6 +169,42 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     yield from _env_findings(ctx, rule)
 
 
+def check_repo(scope, rule: Rule) -> Iterator[Finding]:
+    """The same judgement on manifests that no target renders (a Secret committed next to the
+    overlays but not listed anywhere is still disclosed by the repository)."""
+    from bot.config import effective_policy
+    from bot.plain import locate_in_doc
+    from bot.yamlpos import YamlError
+
+    model = scope.model
+    read: set[str] = set()
+    for target in model.targets:
+        read |= model.inputs(target).files
+    by_env: dict[str, list[RenderedObject]] = {}
+    for rel in model.tree.files:
+        if rel in read or not rel.endswith((".yaml", ".yml")) or scope.config.is_ignored(rel) or "/templates/" in rel:
+            continue
+        try:
+            docs = model.tree.docs(rel)
+        except YamlError:
+            continue
+        for doc in docs:
+            data = doc.data
+            if not isinstance(data, dict) or data.get("kind") not in ("Secret", "ConfigMap") or data.get("apiVersion") != "v1":
+                continue
+            env = scope.environment(rel) or "production"
+            ro = RenderedObject(data, ResourceId.of(data), None, lambda p, d=doc, f=rel: locate_in_doc(d, f, p))
+            by_env.setdefault(env, []).append(ro)
+    policy = effective_policy(scope.config)
+    for env, objects in sorted(by_env.items()):
+        if scope.severity(rule, env) is None:
+            continue
+        ctx = EnvContext(env, objects, policy, repo=model, read_lines=model.tree.lines)
+        for f in check(ctx, rule):
+            f.severity = scope.severity(rule, env) or f.severity
+            yield f
+
+
 RULE = Rule(
     id="hardcoded-secret",
     title="Credentials committed in clear text",
@@ -173,12 +219,16 @@ RULE = Rule(
     edge_cases=(
         "A Secret's `stringData` values and base64-decoded `data` values must be `ENC[AES256_GCM,...]`; "
         "a Secret from a source file must also carry a top-level `sops:` block.",
+        "Secrets and ConfigMaps in YAML files that no target renders are judged too (environment from "
+        "their path), since the repository discloses them all the same.",
         "A generated Secret (`secretGenerator` literals, files or envs) has no `sops:` block and is judged "
         "on its values only, so every non-empty generated value is a finding.",
         "Container and init-container `env` literals are flagged when the name contains a sensitive "
         "pattern (case-insensitive substring; `-` and `.` read as `_`) or the value is credential-shaped.",
         "`valueFrom` (`secretKeyRef`, `configMapKeyRef`) and `envFrom` are the recommended pattern and "
         "never flagged.",
+        "Secret values that only reference a secret kept elsewhere (`op://`, `vault:`, `<path:...>`, `ref+...://`) "
+        "are not the secret itself and are not flagged.",
         "Empty values, `$(VAR)` / `${VAR}` references and, for the name test only, absolute file paths "
         "(`/var/run/secrets/token`) are not literals worth flagging.",
         "PEM detection is strict: `-----BEGIN ... PRIVATE KEY-----` with five dashes.",

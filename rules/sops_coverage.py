@@ -13,6 +13,7 @@ import yaml
 from bot.model import Finding, ResourceId, Suggestion
 from bot.repo.tree import YAML_SUFFIXES
 from bot.yamlpos import YamlDoc
+from rules.base import SECRET_REFERENCE as REFERENCE
 from rules.base import Rule, per_env
 from rules.repo_checks import RepoScope, line_at, repo_finding, where
 
@@ -44,8 +45,6 @@ RULE = Rule(
 SOPS_CONFIGS = (".sops.yaml", ".sops.yml")
 KEY_FIELDS = ("age", "pgp", "kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "key_groups",
               "encrypted_regex", "encrypted_suffix", "unencrypted_regex", "unencrypted_suffix", "shamir_threshold")
-# Values that are placeholders for a secret kept elsewhere, not the secret itself.
-REFERENCE = re.compile(r"^\s*(?:(?:\$\{[^}]+\}|\$\([^)]+\))+|op://\S+|vault:\S+|<path:[^>]+>|ref\+\w+://\S+)\s*$")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,52 @@
+"""hardcoded-secret on manifests no target renders, and placeholders that are not secrets."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from bot.config import Config
+from bot.review.pipeline import run_check
+
+SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+stringData:
+  password: {value}
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(textwrap.dedent(text))
+    return root
+
+
+def secrets(root: Path) -> list:
+    return [f for f in run_check(root, None, Config.default()).findings if f.rule == "hardcoded-secret"]
+
+
+def test_a_stray_secret_no_target_renders_is_still_flagged(tmp_path):
+    root = write(tmp_path, {
+        "overlays/staging/kustomization.yaml": "resources:\n- secret.yaml\n",
+        "overlays/staging/secret.yaml": SECRET.format(name="rendered", value="s3cr3t-rendered-value"),
+        "overlays/staging/unused/secret.yaml": SECRET.format(name="stray", value="s3cr3t-stray-value"),
+    })
+    found = secrets(root)
+    where = sorted((f.origin.file, f.environment, f.resource.name) for f in found)
+    assert where == [("overlays/staging/secret.yaml", "staging", "rendered"),
+                     ("overlays/staging/unused/secret.yaml", "staging", "stray")], "each once, none twice"
+    assert all("s3cr3t" not in f.message for f in found)
+
+
+def test_references_to_secret_stores_are_not_secrets(tmp_path):
+    root = write(tmp_path, {
+        "overlays/production/kustomization.yaml": "resources:\n- a.yaml\n- b.yaml\n",
+        "overlays/production/a.yaml": SECRET.format(name="a", value="op://vault/item/password"),
+        "overlays/production/b.yaml": SECRET.format(name="b", value="<path:secret/data/db#password>"),
+        "bootstrap/c.yaml": SECRET.format(name="c", value="'${DB_PASSWORD}'"),
+    })
+    assert secrets(root) == []
