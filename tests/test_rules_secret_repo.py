@@ -50,3 +50,12 @@ def test_references_to_secret_stores_are_not_secrets(tmp_path):
         "bootstrap/c.yaml": SECRET.format(name="c", value="'${DB_PASSWORD}'"),
     })
     assert secrets(root) == []
+
+
+def test_url_password_templates_are_not_credentials(tmp_path):
+    """frigate's rtsp://view:{FRIGATE_RTSP_PASSWORD}@... (billimek/k8s-gitops) is filled in at run time."""
+    cm = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n"
+          "  a: rtsp://view:{FRIGATE_RTSP_PASSWORD}@porch.home:554/cam\n  b: postgres://app:hunter2hunter2@db:5432/app\n")
+    root = write(tmp_path, {"overlays/production/kustomization.yaml": "resources:\n- cm.yaml\n",
+                            "overlays/production/cm.yaml": cm})
+    assert [f.field for f in secrets(root)] == ["data.b"]
