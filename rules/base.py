@@ -291,3 +291,17 @@ def describe_value(value: str) -> str:
     if len(value) >= 12:
         return f"value starting {value[:4]!r}…, {len(value)} characters"
     return f"value of {len(value)} characters"
+
+
+FLUX_SYSTEM = "flux-system"
+
+
+def opaque_namespaces(objects: Iterable[RenderedObject]) -> set[str]:
+    """Namespaces whose objects we cannot all see offline: those a HelmRelease installs into (charts
+    are not rendered) and `flux-system` (Flux's own controllers and Services come from its install)."""
+    out = {FLUX_SYSTEM}
+    for obj in objects:
+        if obj.kind == "HelmRelease" and obj.id.group == "helm.toolkit.fluxcd.io":
+            spec = obj.obj.get("spec") if isinstance(obj.obj.get("spec"), dict) else {}
+            out.add(str(spec.get("targetNamespace") or obj.namespace or "default"))
+    return out

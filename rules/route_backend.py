@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 from bot.model import Finding
 from bot.objects import EnvContext
-from rules.base import Rule, all_envs, finding, is_kind
+from rules.base import Rule, all_envs, finding, is_kind, opaque_namespaces
 
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     services = {(o.namespace, o.name): o for o in ctx.objects if is_kind(o, "Service", "")}
+    opaque = opaque_namespaces(ctx.objects)
     for route in ctx.objects:
         spec = route.obj.get("spec")
         if not is_kind(route, "HTTPRoute", "gateway.networking.k8s.io") or not isinstance(spec, dict):
@@ -25,6 +26,8 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 ns, name = str(ref.get("namespace") or route.namespace), str(ref.get("name") or "")
                 path = f"spec.rules[{r}].backendRefs[{b}]"
                 svc = services.get((ns, name))
+                if svc is None and ns in opaque:
+                    continue
                 if svc is None:
                     yield finding(
                         rule,
@@ -66,6 +69,9 @@ RULE = Rule(
     check=check,
     edge_cases=(
         "Only core `Service` backends (`group` empty, `kind` Service or unset) are checked.",
+        "A Service missing from a namespace a HelmRelease installs into, or from `flux-system`, is not "
+        "judged: charts are not rendered offline and Flux's own Services come from its installation "
+        "(billimek's forgejo-http and flux webhook-receiver).",
         "The backend's namespace defaults to the route's; a Service in another namespace must exist there "
         "(ReferenceGrants are not checked).",
         "`port` must equal one of the Service's `spec.ports[].port`.",

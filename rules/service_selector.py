@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 from bot.model import Finding
 from bot.objects import EnvContext
-from rules.base import PodSpec, Rule, all_envs, containers, finding, is_kind, workloads
+from rules.base import PodSpec, Rule, all_envs, containers, finding, is_kind, opaque_namespaces, workloads
 from rules.probe_port import declared_ports
 from rules.selectors import map_selects
 
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     pods = list(workloads(ctx.objects))
+    opaque = opaque_namespaces(ctx.objects)
     for svc in ctx.objects:
         spec = svc.obj.get("spec")
         if not is_kind(svc, "Service", "") or not isinstance(spec, dict):
@@ -23,6 +24,8 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
         selected: list[PodSpec] = [
             p for p in pods if p.obj.namespace == svc.namespace and map_selects(selector, p.labels)
         ]
+        if not selected and svc.namespace in opaque:
+            continue
         if not selected:
             wanted = ", ".join(f"{k}={v}" for k, v in selector.items())
             yield finding(
@@ -77,6 +80,8 @@ RULE = Rule(
         "Services without a selector and `ExternalName` Services are skipped (their endpoints are managed "
         "elsewhere).",
         "Pod templates of every workload kind in the same namespace and environment are candidates.",
+        "A Service selecting nothing in a namespace a HelmRelease installs into, or in `flux-system`, is not "
+        "judged: the chart's pods are not rendered offline.",
         "`targetPort` defaults to `port`; a number must be a declared `containerPort` of a selected pod's "
         "container, a name a declared port name.",
     ),

@@ -59,3 +59,23 @@ def test_url_password_templates_are_not_credentials(tmp_path):
     root = write(tmp_path, {"overlays/production/kustomization.yaml": "resources:\n- cm.yaml\n",
                             "overlays/production/cm.yaml": cm})
     assert [f.field for f in secrets(root)] == ["data.b"]
+
+
+def test_backends_and_selectors_in_helm_namespaces_are_not_judged(tmp_path):
+    """Charts are not rendered offline: what a HelmRelease installs cannot be seen, so a route or a
+    Service pointing at it is not reported missing; elsewhere it still is."""
+    route = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  namespace: {ns}\n"
+             "spec:\n  rules:\n  - backendRefs:\n    - name: web\n      port: 80\n")
+    svc = ("apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: {ns}\nspec:\n  selector:\n"
+           "    app: web\n  ports:\n  - port: 80\n")
+    hr = ("apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: web\n  namespace: apps\n"
+          "spec:\n  chart:\n    spec:\n      chart: web\n")
+    root = write(tmp_path, {
+        "overlays/production/kustomization.yaml": "resources:\n- a.yaml\n- b.yaml\n- c.yaml\n- d.yaml\n- hr.yaml\n",
+        "overlays/production/a.yaml": route.format(ns="apps"), "overlays/production/b.yaml": svc.format(ns="apps"),
+        "overlays/production/c.yaml": route.format(ns="other"), "overlays/production/d.yaml": svc.format(ns="other"),
+        "overlays/production/hr.yaml": hr,
+    })
+    found = run_check(root, None, Config.default()).findings
+    judged = sorted((f.rule, f.resource.namespace) for f in found if f.rule in ("route-backend", "service-selector"))
+    assert judged == [("route-backend", "other"), ("service-selector", "other")]
