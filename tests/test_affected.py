@@ -198,3 +198,34 @@ def test_overlay_unreached_by_a_deleted_flux_kustomization_is_affected(tmp_path)
     predicted = {target_id(t) for t in base.affected(deleted=gone, previous=head)
                  + head.affected(deleted=gone, previous=base)}
     assert "overlays/production/app" in predicted
+
+
+def test_substitution_source_in_the_flux_file_still_counts(tmp_path):
+    """An unchanged Flux spec lets an edit elsewhere in its file be ignored, unless that file also
+    holds what the Kustomization reads (here the ConfigMap it substitutes from)."""
+    flux = (
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: apps\n"
+        "  namespace: flux-system\nspec:\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+        "  path: ./apps/prod\n  postBuild:\n    substituteFrom:\n      - kind: ConfigMap\n        name: vars\n"
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vars\n  namespace: flux-system\n"
+        "data:\n  REGION: {region}\n"
+    )
+    files = {"apps/prod/kustomization.yaml": "resources:\n  - cm.yaml\n",
+             "apps/prod/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  r: ${REGION}\n"}
+    base = RepoModel(RepoTree(_write(tmp_path / "base", {**files, "clusters/prod/apps.yaml": flux.format(region="eu")})))
+    head = RepoModel(RepoTree(_write(tmp_path / "head", {**files, "clusters/prod/apps.yaml": flux.format(region="us")})))
+    assert [t.path for t in head.affected(changed=["clusters/prod/apps.yaml"], previous=base)] == ["apps/prod"]
+    unrelated = {**files, "clusters/prod/apps.yaml": flux.format(region="eu") + "# a comment\n"}
+    other = RepoModel(RepoTree(_write(tmp_path / "other", unrelated)))
+    assert [t.path for t in other.affected(changed=["clusters/prod/apps.yaml"], previous=base)] == ["apps/prod"]
+
+
+def test_an_edit_beside_an_unchanged_flux_kustomization_is_not_a_change(tmp_path):
+    flux = textwrap.dedent(FLUX_APPS.format(kind="GitRepository", source="flux-system", path="./apps/prod"))
+    base = RepoModel(RepoTree(_write(tmp_path / "base", {**APP_FILES, "clusters/prod/apps.yaml": flux})))
+    head = RepoModel(RepoTree(_write(tmp_path / "head", {
+        **APP_FILES, "clusters/prod/apps.yaml": flux.replace("  name: apps\n", "  name: apps\n  labels: {a: b}\n")})))
+    assert [t.path for t in head.targets] == ["apps/prod"]
+    assert head.affected(changed=["clusters/prod/apps.yaml"], previous=base) == []
+    assert [t.path for t in head.affected(changed=["clusters/prod/apps.yaml"])] == ["apps/prod"], \
+        "without the other side, the Flux file counts"

@@ -107,11 +107,17 @@ class RepoModel:
         except PathEscape:
             return False
 
-    def _artifact_path(self, artifact: str, path: str) -> str | None:
+    def _generators(self, artifact: str, near: str) -> list[FluxRef]:
+        """ArtifactGenerators defining `artifact`, those in the same folder as `near` (the cluster's
+        own) first: each cluster folder usually declares its own generator under the same name."""
+        gens = [g for g in self.flux_objects if g.kind == "ArtifactGenerator" and any(
+            isinstance(a, dict) and a.get("name") == artifact for a in g.spec.get("artifacts") or [])]
+        here = [g for g in gens if posixpath.dirname(g.file) == posixpath.dirname(near)]
+        return here or gens
+
+    def _artifact_path(self, artifact: str, path: str, near: str = "") -> str | None:
         """Map a path inside an ArtifactGenerator's artifact back to the repository path it copies."""
-        for gen in self.flux_objects:
-            if gen.kind != "ArtifactGenerator":
-                continue
+        for gen in self._generators(artifact, near):
             aliases = {s.get("alias"): s for s in gen.spec.get("sources") or [] if isinstance(s, dict)}
             for art in gen.spec.get("artifacts") or []:
                 if not isinstance(art, dict) or art.get("name") != artifact:
@@ -138,7 +144,7 @@ class RepoModel:
             return None
         kind, name = str(source.get("kind") or "GitRepository"), str(source.get("name") or "")
         if kind == "ExternalArtifact":
-            raw = self._artifact_path(name, raw)
+            raw = self._artifact_path(name, raw, ref.file)
             if raw is None:
                 return None
         elif not self._is_self(kind, name) and not self._unbootstrapped_self(kind, raw):
@@ -193,16 +199,23 @@ class RepoModel:
 
     def source_files(self, ref: FluxRef) -> set[str]:
         """Files whose Flux sources decide where a Flux Kustomization's path is: the GitRepository it
-        names and the bootstrap one (compared by URL), or for an ExternalArtifact every
-        ArtifactGenerator and the GitRepositories they copy from."""
+        names (and the bootstrap one it is compared with by URL), or for an ExternalArtifact the
+        ArtifactGenerator defining that artifact and the GitRepositories it copies from."""
         source = ref.spec.get("sourceRef") if isinstance(ref.spec.get("sourceRef"), dict) else {}
         kind, name = str(source.get("kind") or "GitRepository"), str(source.get("name") or "")
+        repos: set[str] = set()
         out: set[str] = set()
-        for obj in self.flux_objects:
-            if obj.kind == "GitRepository" and (obj.name in (name, BOOTSTRAP_SOURCE) or kind == "ExternalArtifact"):
-                out.add(obj.file)
-            elif obj.kind == "ArtifactGenerator" and kind == "ExternalArtifact":
-                out.add(obj.file)
+        if kind == "GitRepository":
+            repos.add(name)
+        elif kind == "ExternalArtifact":
+            for gen in self._generators(name, ref.file):
+                out.add(gen.file)
+                repos |= {str(s.get("name")) for s in gen.spec.get("sources") or []
+                          if isinstance(s, dict) and s.get("kind") == "GitRepository"}
+        if repos - {BOOTSTRAP_SOURCE}:
+            repos.add(BOOTSTRAP_SOURCE)
+        out |= {f.file for f in self.flux_objects if f.kind == "GitRepository" and f.name in repos
+                and not (f.name == BOOTSTRAP_SOURCE and repos == {BOOTSTRAP_SOURCE})}
         return out
 
     @cached_property
@@ -240,9 +253,21 @@ class RepoModel:
         paths = set(changed) | set(deleted)
         for old, new in renamed:
             paths |= {old, new}
-        before = {t.key for t in previous.targets} if previous is not None else None
-        return [t for t in self.targets
-                if (before is not None and t.key not in before) or any(touches(self.inputs(t), p) for p in paths)]
+        before = {t.key: t for t in previous.targets} if previous is not None else None
+        out = []
+        for t in self.targets:
+            if before is not None and t.key not in before:
+                out.append(t)
+                continue
+            relevant = paths
+            if (before is not None and t.flux is not None and before[t.key].flux.spec == t.flux.spec
+                    and t.flux.file not in self.substitute_sources(t.flux) + sorted(self.source_files(t.flux))):
+                # Its Flux Kustomization is unchanged and nothing else it reads lives in that file:
+                # an edit elsewhere in the file cannot change the output.
+                relevant = paths - {t.flux.file}
+            if any(touches(self.inputs(t), p) for p in relevant):
+                out.append(t)
+        return out
 
     def build_errors(self, target: Target) -> list[BuildError]:
         return list(self.inputs(target).errors)
