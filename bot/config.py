@@ -18,7 +18,8 @@ looks like a setting that works. Defaults come from `rules/policy.yaml` and the 
       labels: {required: [...], managed_by: flux}
       sensitive_names: [...]
       credential_patterns: [{name: ..., regex: ...}]
-    ignore: ["legacy/**"]                    # findings located in these files are dropped
+    ignore: ["legacy/**"]                    # not part of the repo for us: no targets or Flux objects
+                                             # are discovered there, findings located there are dropped
     fail_on: new                             # new | all
     comments: added                          # added | diff | none
     forbid_suppression: [hardcoded-secret]

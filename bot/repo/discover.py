@@ -46,21 +46,26 @@ class RepoModel:
     default_environment: str | None = None
     yaml_errors: dict[str, YamlError] = field(default_factory=dict)
     env_override: Callable[[str], str | None] | None = None  # configured path globs win
+    ignored: Callable[[str], bool] | None = None  # configured `ignore:` paths: nothing is discovered there
 
     @cached_property
     def graph(self) -> Graph:
         return Graph(self.tree)
 
+    def _discoverable(self, rel: str) -> bool:
+        return self.ignored is None or not self.ignored(rel)
+
     @cached_property
     def kustomization_dirs(self) -> tuple[str, ...]:
-        dirs = {posixpath.dirname(f) or "." for f in self.tree.files if posixpath.basename(f) in KUSTOMIZATION_NAMES}
+        dirs = {posixpath.dirname(f) or "." for f in self.tree.files
+                if posixpath.basename(f) in KUSTOMIZATION_NAMES and self._discoverable(f)}
         return tuple(sorted(dirs))
 
     @cached_property
     def flux_objects(self) -> tuple[FluxRef, ...]:
         out: list[FluxRef] = []
         for rel in self.tree.files:
-            if not rel.endswith(YAML_SUFFIXES):
+            if not rel.endswith(YAML_SUFFIXES) or not self._discoverable(rel):
                 continue
             try:
                 docs = self.tree.docs(rel)
@@ -176,7 +181,8 @@ class RepoModel:
     def source_objects(self) -> Iterable[tuple[str, dict]]:
         """Every Kubernetes object defined in a YAML file of the tree (for lookups by kind/name)."""
         for rel in self.tree.files:
-            if rel.endswith(YAML_SUFFIXES) and posixpath.basename(rel) not in KUSTOMIZATION_NAMES:
+            if (rel.endswith(YAML_SUFFIXES) and posixpath.basename(rel) not in KUSTOMIZATION_NAMES
+                    and self._discoverable(rel)):
                 try:
                     docs = self.tree.docs(rel)
                 except YamlError:

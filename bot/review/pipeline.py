@@ -39,6 +39,7 @@ class Side:
 def make_model(root: Path, config: Config) -> RepoModel:
     model = RepoModel(RepoTree(root), aliases=config.aliases, default_environment=DEFAULT_ENVIRONMENT)
     model.env_override = config.env_for_path
+    model.ignored = config.is_ignored if config.ignore else None
     return model
 
 
