@@ -35,12 +35,15 @@ def test_colour_only_when_asked() -> None:
 
 def test_summary_line() -> None:
     assert render_text(sample_report()).rstrip().splitlines()[-1] == summary_line(sample_report())
-    assert summary_line(sample_report()) == "3 errors, 1 warning (3 new) in 3 targets, 1 suppressed"
+    report = sample_report()
+    assert summary_line(report) == ("3 errors, 1 warning (3 new) in 3 targets, 1 suppressed"
+                                    + (f" (Kustomize {report.kustomize_version})" if report.kustomize_version else ""))
     two = Report([latest_tag(), build_error(), missing_probe(new=True)],
                  [TargetStatus("a", "production", "ok", 1)] * 3)
     two.findings[0].new = False
     assert summary_line(two) == "2 errors, 1 warning (2 new) in 3 targets"
     assert summary_line(Report([], [TargetStatus("a", None, "ok", 1)])) == "no findings in 1 target"
+    assert summary_line(Report([], [], kustomize_version="v5.5.0")).endswith("(Kustomize v5.5.0)")
 
 
 def test_adds_nothing_beyond_finding_fields() -> None:

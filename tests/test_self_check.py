@@ -44,3 +44,14 @@ def test_ignored_paths_are_not_part_of_the_repository(tmp_path):
     assert [t.flux for t in seen.targets] == [None], "the nested bootstrap source hides ours"
     model = make_model(tmp_path, parse_config("ignore: [examples/**]\n"))
     assert [(t.path, t.flux.name) for t in model.targets] == [("deploy/overlays/prod", "app")]
+
+
+def test_an_ignored_folder_is_checked_as_a_repository_of_its_own():
+    out = subprocess.run([sys.executable, "-m", "bot", "check", "examples/repo", "--format", "json"], cwd=REPO,
+                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                                                               "HOME": "/tmp"})
+    import json
+
+    doc = json.loads(out.stdout)
+    assert out.returncode == 0 and len(doc["targets"]) == 6
+    assert all(not t["path"].startswith("examples/") for t in doc["targets"]), "paths relative to its own root"

@@ -67,9 +67,16 @@ def run(args: argparse.Namespace) -> int:
         root = find_root(path) if path.is_dir() else path.parent
         scope = None
         head = path
-        if path.is_dir() and path != root and (root / ".git").exists():
-            head, scope = root, path.relative_to(root).as_posix()
         config = load_config(args.config, root if path.is_dir() else path.parent)
+        if path.is_dir() and path != root and (root / ".git").exists():
+            rel = path.relative_to(root).as_posix()
+            if config.is_ignored(rel):
+                # The enclosing repository says this folder is not part of it (a nested example
+                # repository): check it as a repository of its own.
+                root = path
+                config = load_config(args.config, path)
+            else:
+                head, scope = root, rel
         with tempfile.TemporaryDirectory(prefix="infra-review-base-") as tmp:
             base = None
             if args.base:

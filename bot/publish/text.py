@@ -65,6 +65,8 @@ def summary_line(report: Report) -> str:
     line += f" in {plural(len(report.targets), 'target')}"
     if s.suppressed:
         line += f", {s.suppressed} suppressed"
+    if report.kustomize_version:
+        line += f" (Kustomize {report.kustomize_version})"
     return line
 
 
