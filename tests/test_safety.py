@@ -141,3 +141,12 @@ def test_yaml_bombs_and_depth_are_bounded():
         load_docs(laughs)
     with pytest.raises(YamlError, match="nesting"):
         load_docs("a: " + "[" * 200 + "]" * 200)
+
+
+def test_a_build_that_runs_too_long_is_stopped(tmp_path):
+    from bot.render.kustomize import find_kustomize, run_build
+
+    write(tmp_path, {"app/kustomization.yaml": "resources:\n- deploy.yaml\n", "app/deploy.yaml": DEPLOY})
+    res = run_build(find_kustomize(), tmp_path, "app", timeout=0.001)
+    assert res.returncode == 124 and "timed out" in res.stderr
+    assert run_build(find_kustomize(), tmp_path, "app").returncode == 0
