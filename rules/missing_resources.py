@@ -51,6 +51,8 @@ def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
         return None
     obj = c.obj
     res_origin = obj.origin(f"{c.path}.resources")
+    if res_origin.via in ("manifest", "patch") and (res_origin.end_line or 0) > res_origin.line:
+        return _complete_block(ctx, c, res_origin, row)
     if res_origin.via in ("manifest", "patch") and res_origin.line == (
         res_origin.end_line or res_origin.line
     ):
@@ -72,6 +74,26 @@ def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
         return None
     indent = m.group(1) + (" " * len(m.group(2)) if m.group(2) else "")
     return Suggestion(origin.file, origin.line, origin.line, "\n".join([text, *resources_block(indent, row)]))
+
+
+def _complete_block(ctx: EnvContext, c: Container, origin, row: dict[str, Any]) -> Suggestion | None:
+    """A `resources:` block that lacks a whole `requests:` or `limits:` part (a removed `limits:`
+    block): append the missing parts with the environment's defaults after its last line."""
+    missing = missing_keys(c.data)
+    parts = [p for p in ("requests", "limits") if f"{p}.cpu" in missing and f"{p}.memory" in missing]
+    if not parts or len(missing) != 2 * len(parts):
+        return None
+    head = source_line(ctx, origin.file, origin.line)
+    last = source_line(ctx, origin.file, origin.end_line)
+    m = re.match(r"^(\s*)(-\s+)?resources:\s*(#.*)?$", head or "")
+    if not m or last is None:
+        return None
+    indent = m.group(1) + (" " * len(m.group(2)) if m.group(2) else "")
+    keep = []
+    for part in parts:
+        keep.append(f"{indent}  {part}:")
+        keep += [f"{indent}    {res}: {_yaml_scalar(row[part][res])}" for res in ("cpu", "memory") if res in row[part]]
+    return Suggestion(origin.file, origin.end_line, origin.end_line, "\n".join([last, *keep]))
 
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
@@ -116,7 +138,9 @@ RULE = Rule(
         "`resources: {}`, limits only or requests only count as missing.",
         "A `requests:`/`limits:` that is not a mapping (e.g. a list) counts as missing.",
         "Jobs and CronJobs are not exempt.",
-        "The suggestion inserts the environment's default block only where the container has no "
-        "`resources` key in its source (or `resources: {}` on one line); partial blocks get no suggestion.",
+        "The suggestion inserts the environment's default block where the container has no `resources` "
+        "key in its source (or `resources: {}` on one line), and appends a whole missing `requests:` or "
+        "`limits:` part (a removed `limits:` block) after the block's last line; other partial blocks get "
+        "no suggestion.",
     ),
 )

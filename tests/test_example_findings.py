@@ -36,3 +36,23 @@ def test_readme_tables_match_the_check(tmp_path):
     want = expected()
     assert len(want) == 10
     assert got == want
+
+
+def test_the_removed_limits_suggestion_restores_a_valid_block(tmp_path):
+    """The example PR deletes production web's `limits:`; applying our suggestion puts the
+    environment's defaults back and the file still parses."""
+    import yaml
+
+    from rules.testing import apply_suggestion
+
+    head = tmp_path / "head"
+    shutil.copytree(REPO / "examples" / "repo", head)
+    subprocess.run(["git", "apply", str(REPO / "examples" / "pull-request.patch")], cwd=head, check=True,
+                   capture_output=True)
+    report = run_check(head, None, Config.default())
+    (f,) = [f for f in report.findings if f.rule == "missing-resources" and f.environment == "production"]
+    path = head / f.suggestion.file
+    fixed = "\n".join(apply_suggestion(path.read_text().splitlines(), f.suggestion))
+    container = yaml.safe_load(fixed)["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi"}
+    assert container["resources"]["requests"]["memory"] == "512Mi"

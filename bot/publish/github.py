@@ -259,8 +259,6 @@ def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffInde
     fd = diff.get(path)
     if s is None or fd is None or s.file != path or not (s.line <= line <= s.end_line):
         return None
-    if any(f.origin.line != line for f in group):
-        return None
     return (s.line, s.end_line) if fd.in_one_hunk(s.line, s.end_line) else None
 
 
