@@ -256,3 +256,21 @@ async def test_cancelled_review_is_completed_neutral_with_the_new_head(make_bot,
     assert newer in first["output"]["summary"]
     posted = fakegh.calls("pulls/create-review")
     assert all(r.body["commit_id"] == newer for r in posted)
+
+
+async def test_502s_and_a_secondary_rate_limit_during_the_real_review(make_bot, fakegh, example, fake_time):
+    """GitHub misbehaves while the real review publishes: the tarball and the check-run update get
+    502s, the review is hit by a secondary rate limit. The review still completes exactly once."""
+    seed_example(fakegh, example)
+    fakegh.fail("repos/download-tarball-archive", times=1)
+    fakegh.fail("checks/update", times=2)
+    fakegh.secondary_rate_limit("pulls/create-review", retry_after=42)
+    bot = await make_bot(review, fail)
+    await bot.send("pull_request", opened(example))
+    await bot.settle(timeout=60)
+    assert not bot.failed and fakegh.rejections == []
+    [run] = fakegh.check_runs.values()
+    assert run["status"] == "completed" and run["conclusion"] == "failure"
+    assert len(fakegh.calls("pulls/create-review")) == 2, "one rate-limited attempt, one that landed"
+    assert len([c for c in fakegh.review_comments if parse_fingerprints(c["body"])]) > 0
+    assert 42 in fake_time.sleeps, "the Retry-After of the secondary rate limit is honoured"
