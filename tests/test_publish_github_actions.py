@@ -30,4 +30,4 @@ def test_render_skips_suppressed_and_ends_with_summary() -> None:
     out = render_github(sample_report()).splitlines()
     assert len(out) == 5  # four unsuppressed findings and the summary
     assert not any("hardcoded-secret" in line for line in out)
-    assert out[-1] == "3 errors, 1 warning (3 new) in 3 targets, 1 suppressed"
+    assert out[-1] == "3 errors, 1 warning (3 new) in 3 targets, 1 suppressed (Kustomize v5.5.0)"
