@@ -127,7 +127,10 @@ def test_same_path_in_two_clusters_is_two_targets(corpus):
     assert envs == ["production", "staging"]
 
 
-PROVENANCE_FLOOR = 0.90
+# Measured 17588/18099 (97.2%) once Flux Kustomizations' own patches and images were attributed.
+# The rest: values set by replacements or by Flux patches on Flux objects that are themselves
+# patched (onedr0p's cluster-apps), octal literals (0755 renders as 493) and `[*]` list selectors.
+PROVENANCE_FLOOR = 0.965
 
 
 def test_provenance_on_corpus(corpus):

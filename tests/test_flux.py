@@ -137,3 +137,15 @@ def test_cli_build_flux_and_origins(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "bot", "build", "apps"], cwd=root,
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 1 and "kustomization" in missing.stderr
+
+
+def test_values_set_by_the_flux_kustomizations_own_patches_point_at_them(tmp_path):
+    root = repo(tmp_path)
+    model = RepoModel(RepoTree(root))
+    target = next(t for t in model.targets if t.flux)
+    dep = next(o for o in Renderer(model, cache=DiskCache(None)).render(target).objects if o.kind == "Deployment")
+    lines = (root / "clusters/production/apps.yaml").read_text().splitlines()
+    replicas = dep.origin("spec.replicas")
+    assert replicas.file == "clusters/production/apps.yaml" and "value: 4" in lines[replicas.line - 1]
+    image = dep.origin("spec.template.spec.containers[api].image")
+    assert image.file == "clusters/production/apps.yaml" and "ghcr.io/example/api" in lines[image.line - 1]

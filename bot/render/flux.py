@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from bot.model import Origin, ResourceId, Target, format_path, get_path
+from bot.model import Origin, ResourceId, Target, format_path, get_path, parse_path
 from bot.objects import RenderedObject
+from bot.render.provenance import IMAGE_PATH, Patch, inline_patch, patch_origin
 from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
 from bot.repo.tree import KUSTOMIZATION_NAMES
@@ -131,6 +132,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
         for name in variables:
             var_lines.setdefault(name, from_line)
 
+    patches = _flux_patches(spec, ref.file, fdoc)
     reported: set[str] = set()
     new_objects: list[RenderedObject] = []
     for ro in rendered.objects:
@@ -163,7 +165,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                         changed[path] = Origin(ref.file, var_lines.get(var or "", fline("spec", "postBuild")),
                                                None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
         new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
-        new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline)
+        new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline, obj, patches)
         new_ro.places = ro.places
         new_objects.append(new_ro)
     rendered.objects = new_objects
@@ -193,12 +195,42 @@ def _diff_paths(before: Any, after: Any, prefix: tuple = ()) -> list[str]:
     return [format_path(prefix)] if before != after and prefix else []
 
 
-def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline):
-    """Provenance after Flux: values Flux set point at the Flux Kustomization's lines."""
+def _flux_patches(spec: dict, file: str, fdoc: YamlDoc | None) -> list[Patch]:
+    """The Flux Kustomization's own `spec.patches`, applied after everything its path builds."""
+    out: list[Patch] = []
+    for i, p in enumerate(spec.get("patches") or []):
+        if not isinstance(p, dict) or not isinstance(p.get("patch"), str):
+            continue
+        span = fdoc.span(("spec", "patches", i, "patch")) if fdoc else None
+        entry = fdoc.span(("spec", "patches", i)) if fdoc else None
+        patch = inline_patch(p["patch"], file, span[0] if span else 0, p.get("target"), entry[0] if entry else 0)
+        if patch is not None:
+            out.append(patch)
+    return out
+
+
+def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline, obj: dict, patches: list[Patch]):
+    """Provenance after Flux: values Flux set point at the Flux Kustomization's lines (its
+    commonMetadata, substitutions, targetNamespace, then its own patches and images, outermost first)."""
+    names = [str((obj.get("metadata") or {}).get("name") or "")]
+
     def find(path: str) -> Origin:
         if path in changed:
             return changed[path]
         if path == "metadata.namespace" and spec.get("targetNamespace"):
             return Origin(file, fline("spec", "targetNamespace"), None, "flux", "targetNamespace")
+        try:
+            segs = parse_path(path) if path else ()
+        except ValueError:
+            segs = ()
+        for patch in reversed(patches):
+            hit = patch_origin(patch, obj, names, segs, via="flux")
+            if hit:
+                return hit
+        if IMAGE_PATH.search(path):
+            image = str(get_path(obj, segs) or "")
+            for i, im in enumerate(spec.get("images") or []):
+                if isinstance(im, dict) and im.get("name") and image.startswith(str(im.get("newName") or im["name"])):
+                    return Origin(file, fline("spec", "images", i), None, "flux", "images")
         return locate(path)
     return find

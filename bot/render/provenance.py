@@ -374,37 +374,7 @@ class Provenance:
         return None
 
     def _patch_origin(self, patch: Patch, obj: dict, names: list[str], segs: tuple) -> Origin | None:
-        if patch.target is not None and not _selector_matches(patch.target, obj, names):
-            return None
-        if patch.json6902:
-            pointer = _pointer(obj, segs)
-            if pointer is None:
-                return None
-            for doc in patch.docs:
-                ops = doc.data if isinstance(doc.data, list) else []
-                for i, op in enumerate(ops):
-                    if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "copy", "move"):
-                        continue
-                    target = str(op.get("path") or "")
-                    if pointer == target or pointer.startswith(target.rstrip("-").rstrip("/") + "/") and target:
-                        span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
-                        return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset,
-                                      "json6902", target)
-            return None
-        if segs in _IDENTITY:
-            return None
-        for doc in patch.docs:
-            d = doc.data
-            if not isinstance(d, dict):
-                continue
-            if patch.target is None:
-                pname = str((d.get("metadata") or {}).get("name") or "")
-                if d.get("kind") != obj.get("kind") or not any(pname == n or (pname and pname in n) for n in names):
-                    continue
-            span = doc.span(segs) if segs else None
-            if span:
-                return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset, "patch")
-        return None
+        return patch_origin(patch, obj, names, segs)
 
     def _generator_origin(self, generator: tuple[str, str], obj: dict, segs: tuple) -> Origin:
         kfile, kind = generator
@@ -460,6 +430,51 @@ def _generator_index(kust: Kustomization, field_name: str, name: str) -> int | N
         if gname and gname in name and len(gname) > best:
             idx, best = i, len(gname)
     return idx
+
+
+def patch_origin(patch: Patch, obj: dict, names: list[str], segs: tuple, via: str | None = None) -> Origin | None:
+    """The line of `patch` that sets `segs` on `obj`, if the patch targets it and sets that field."""
+    if patch.target is not None and not _selector_matches(patch.target, obj, names):
+        return None
+    if patch.json6902:
+        pointer = _pointer(obj, segs)
+        if pointer is None:
+            return None
+        for doc in patch.docs:
+            ops = doc.data if isinstance(doc.data, list) else []
+            for i, op in enumerate(ops):
+                if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "copy", "move"):
+                    continue
+                target = str(op.get("path") or "")
+                if pointer == target or pointer.startswith(target.rstrip("-").rstrip("/") + "/") and target:
+                    span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
+                    return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset,
+                                  via or "json6902", target)
+        return None
+    if segs in _IDENTITY:
+        return None
+    for doc in patch.docs:
+        d = doc.data
+        if not isinstance(d, dict):
+            continue
+        if patch.target is None:
+            pname = str((d.get("metadata") or {}).get("name") or "")
+            if d.get("kind") != obj.get("kind") or not any(pname == n or (pname and pname in n) for n in names):
+                continue
+        span = doc.span(segs) if segs else None
+        if span:
+            return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset, via or "patch")
+    return None
+
+
+def inline_patch(text: str, file: str, line_offset: int, target: Any, entry_line: int) -> Patch | None:
+    """A patch written inline (a kustomization's or a Flux Kustomization's `patch: |`)."""
+    try:
+        docs = load_docs(text, file)
+    except YamlError:
+        return None
+    j6902 = bool(docs) and isinstance(docs[0].data, list)
+    return Patch(file, line_offset, docs, target if isinstance(target, dict) else None, j6902, entry_line)
 
 
 def _expand_list(doc: YamlDoc) -> list[YamlDoc]:
