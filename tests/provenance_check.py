@@ -7,7 +7,7 @@ that kustomization or Flux file).
 
 from __future__ import annotations
 
-from bot.cli.build import _leaves
+from bot.cli.build import leaves
 from bot.render.build import Rendered
 
 PRODUCERS = {"kustomization", "generator", "json6902", "flux"}
@@ -42,7 +42,7 @@ def check(rendered: Rendered, read_lines) -> tuple[int, list[str]]:
     problems: list[str] = []
     count = 0
     for ro in rendered.objects:
-        for path, value in _leaves(ro.obj):
+        for path, value in leaves(ro.obj):
             if not path:
                 continue
             count += 1

@@ -10,9 +10,10 @@ import pytest
 
 from bot.__main__ import main
 from bot.cli.demo import BASE_BRANCH, PR_BRANCH, build_example_repo
-from bot.cli.review import changed_paths, object_spans
+from bot.cli.review import changed_paths
 from bot.model import Finding, Origin
 from bot.review.anchors import anchor, parse_diff
+from bot.review.spans import object_spans
 
 
 @pytest.fixture(scope="module")

@@ -206,8 +206,8 @@ class Reviewer:
 def _check(head: Path, base: Path, config: Config,
            changed: frozenset[str] | None) -> tuple[Report, dict[int, tuple[int, int]]]:
     """Blocking part of a review (rendering, rules, spans), run in a worker thread."""
-    from bot.cli.review import object_spans
     from bot.review.pipeline import run_check
+    from bot.review.spans import object_spans
 
     report = run_check(head, base, config, changed=changed, affected_only=changed is not None)
     return report, object_spans(head, [f for f in report.findings if f.new])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from bot.model import Target
 from bot.render.build import Rendered, Renderer
@@ -13,16 +14,17 @@ from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree, find_root
 
 
-def _leaves(value, prefix=""):
+def leaves(value: Any, prefix: str = ""):
+    """Every scalar of an object with its field path (list items by `[name]` where they have one)."""
     from bot.model import format_path, parse_path
 
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _leaves(v, format_path(parse_path(prefix) + (k,)) if prefix else format_path((k,)))
+            yield from leaves(v, format_path(parse_path(prefix) + (k,)) if prefix else format_path((k,)))
     elif isinstance(value, list):
         for i, v in enumerate(value):
             key = ("name", str(v["name"])) if isinstance(v, dict) and "name" in v else i
-            yield from _leaves(v, format_path(parse_path(prefix) + (key,)))
+            yield from leaves(v, format_path(parse_path(prefix) + (key,)))
     else:
         yield prefix, value
 
@@ -31,7 +33,7 @@ def show_origins(rendered: Rendered, out) -> None:
     """Every scalar of every object with the source line that set it, for people."""
     for ro in rendered.objects:
         out.write(f"# {ro.id}\n")
-        for path, value in _leaves(ro.obj):
+        for path, value in leaves(ro.obj):
             origin = ro.origin(path)
             shown = str(value).splitlines()[0] if str(value) else ""
             if len(shown) > 60:

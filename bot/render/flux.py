@@ -10,6 +10,7 @@ the Flux Kustomization's own lines.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,8 +175,6 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
 
 
 def _var_in(value: Any) -> str | None:
-    import re
-
     m = re.search(r"\$\{([_a-zA-Z][_a-zA-Z0-9]*)", str(value)) if value is not None else None
     return m.group(1) if m else None
 

@@ -51,27 +51,48 @@ class Layer:
 
 
 def _selector_matches(sel: dict[str, Any], obj: dict[str, Any], names: list[str]) -> bool:
+    """Kustomize's patch target selector: kind/name are anchored regexes (we also accept a name that
+    is part of a prefixed rendered name), group/version exact, label and annotation selectors in
+    equality form (set-based clauses are not judged)."""
     if not isinstance(sel, dict):
         return False
-    kind = obj.get("kind")
-    if sel.get("kind") and sel["kind"] != kind:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    group, _, version = str(obj.get("apiVersion") or "").rpartition("/")
+    if sel.get("kind") and not _full(str(sel["kind"]), str(obj.get("kind") or "")):
         return False
-    api = str(obj.get("apiVersion") or "")
-    group, _, version = api.rpartition("/")
-    if sel.get("group") is not None and sel.get("group") != group and sel.get("group") != "":
+    if sel.get("group") and sel["group"] != group:
         return False
     if sel.get("version") and sel["version"] != version:
         return False
+    if sel.get("namespace") and meta.get("namespace") and not _full(str(sel["namespace"]), str(meta["namespace"])):
+        return False
     if sel.get("name"):
         pat = str(sel["name"])
-        if not any(n == pat or _full(pat, n) or (pat in n) for n in names):
+        if not any(n == pat or _full(pat, n) or pat in n for n in names):
             return False
-    labels = ((obj.get("metadata") or {}).get("labels")) or {}
-    for clause in str(sel.get("labelSelector") or "").split(","):
-        if "=" in clause and "!=" not in clause:
-            k, v = (x.strip() for x in clause.split("=", 1) if True)
-            if str(labels.get(k.rstrip("="))) != v.lstrip("="):
+    return (_map_selects(sel.get("labelSelector"), meta.get("labels"))
+            and _map_selects(sel.get("annotationSelector"), meta.get("annotations")))
+
+
+def _map_selects(selector: Any, values: Any) -> bool:
+    values = values if isinstance(values, dict) else {}
+    for clause in str(selector or "").split(","):
+        clause = clause.strip()
+        if not clause or "(" in clause:
+            continue
+        if "!=" in clause:
+            key, want = (x.strip() for x in clause.split("!=", 1))
+            if str(values.get(key)) == want:
                 return False
+        elif "=" in clause:
+            key, want = (x.strip() for x in clause.replace("==", "=").split("=", 1))
+            if str(values.get(key)) != want:
+                return False
+        elif clause.startswith("!"):
+            if clause[1:].strip() in values:
+                return False
+        elif clause not in values:
+            return False
     return True
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.repo.tree import PathEscape, RepoTree
-from bot.yamlpos import YamlDoc, YamlError
+from bot.yamlpos import YamlDoc, YamlError, load_data
 
 BUILTIN_PLUGIN_KINDS = frozenset({
     "AnnotationsTransformer", "ConfigMapGenerator", "HashTransformer", "IAMPolicyGenerator",
@@ -170,8 +170,6 @@ def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
 
 def _check_plugin_config(text: str, file: str, line: int, inline: Any = None, docs: list | None = None) -> None:
     """Refuse generator/transformer configs that name an exec or KRM function plugin."""
-    from bot.yamlpos import load_data
-
     if docs is None:
         if isinstance(inline, dict):
             docs = [inline]
