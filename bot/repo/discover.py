@@ -176,7 +176,14 @@ class RepoModel:
                   if isinstance(s, dict)}
         if not wanted:
             return []
-        return sorted({rel for rel, obj in self.source_objects() if (obj.get("kind"), (obj.get("metadata") or {}).get("name")) in wanted})
+        return sorted({rel for key in wanted for rel in self._objects_by_kind_name.get(key, ())})
+
+    @cached_property
+    def _objects_by_kind_name(self) -> dict[tuple[Any, Any], set[str]]:
+        index: dict[tuple[Any, Any], set[str]] = {}
+        for rel, obj in self.source_objects():
+            index.setdefault((obj.get("kind"), (obj.get("metadata") or {}).get("name")), set()).add(rel)
+        return index
 
     def source_objects(self) -> Iterable[tuple[str, dict]]:
         """Every Kubernetes object defined in a YAML file of the tree (for lookups by kind/name)."""
@@ -192,7 +199,13 @@ class RepoModel:
                         yield rel, doc.data
 
     def inputs(self, target: Target) -> Inputs:
-        """Every file the target's build reads (the Flux file itself included)."""
+        """Every file the target's build reads (the Flux file itself included); computed once."""
+        key = ("inputs", target.key)
+        if key not in self.tree.memo:
+            self.tree.memo[key] = self._inputs(target)
+        return self.tree.memo[key]  # type: ignore[return-value]
+
+    def _inputs(self, target: Target) -> Inputs:
         if target.flux is None:
             return self.graph.kustomization_inputs(target.path)
         spec = target.flux.spec
