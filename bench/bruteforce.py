@@ -219,17 +219,18 @@ class Outcome:
 class Summary:
     outcomes: list[Outcome] = field(default_factory=list)
 
-    @property
-    def recall(self) -> float:
+    def _recall(self, predicted: str) -> float:
         truth = sum(len(o.truth) for o in self.outcomes)
-        hit = sum(len(o.truth & o.predicted) for o in self.outcomes)
+        hit = sum(len(o.truth & getattr(o, predicted)) for o in self.outcomes)
         return hit / truth if truth else 1.0
 
     @property
+    def recall(self) -> float:
+        return self._recall("predicted")
+
+    @property
     def recall_base_only(self) -> float:
-        truth = sum(len(o.truth) for o in self.outcomes)
-        hit = sum(len(o.truth & o.predicted_base) for o in self.outcomes)
-        return hit / truth if truth else 1.0
+        return self._recall("predicted_base")
 
     @property
     def precision(self) -> float:

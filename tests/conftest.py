@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bot.app.client import GitHubApp
 from tests.fakegh import SHARED, FakeGitHub, FakePull
 
 EXAMPLES = SHARED / "github" / "webhooks" / "examples"
@@ -166,3 +168,17 @@ def make_bot(aiohttp_client: Callable, settings: Any, fake_time: FakeTime) -> Ca
         return bot
 
     return build
+
+
+@pytest.fixture
+async def github(fakegh: FakeGitHub, private_key: str, fake_time: FakeTime) -> Any:
+    """The App's GitHub client against the fake GitHub, on the fake clock; one session per test."""
+    async with aiohttp.ClientSession() as session:
+        yield GitHubApp(app_id=APP_ID, private_key=private_key, base_url=fakegh.url, session=session,
+                        sleep=fake_time.sleep, clock=fake_time.clock)
+
+
+@pytest.fixture
+def gh(github: Any) -> Any:
+    """The client of installation 1."""
+    return github(1)

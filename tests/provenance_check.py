@@ -59,3 +59,13 @@ def check(rendered: Rendered, read_lines) -> tuple[int, list[str]]:
             if not _supports(lines, o.line, o.end_line or o.line, value):
                 problems.append(f"{ro.id} {path}={str(value)[:40]!r}: {o} [{o.via}] does not hold it")
     return count, problems
+
+
+def check_all(renders) -> tuple[int, list[str]]:
+    """(scalars checked, problems labelled by their render) over `(label, rendered, read_lines)`."""
+    total, problems = 0, []
+    for label, rendered, read_lines in renders:
+        n, p = check(rendered, read_lines)
+        total += n
+        problems += [f"{label}: {x}" for x in p]
+    return total, problems

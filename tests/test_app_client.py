@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from gidgethub import BadRequest
 
-from bot.app.client import GitHubApp, RetryPolicy
-from tests.conftest import APP_ID
+from bot.app.client import RetryPolicy
 
 REPO_VARS = {"owner": "Codertocat", "repo": "Hello-World"}
 CHECK = {"name": "infra-review", "head_sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "status": "in_progress"}
-
-
-@pytest.fixture
-async def github(fakegh, private_key, fake_time):
-    async with aiohttp.ClientSession() as session:
-        yield GitHubApp(app_id=APP_ID, private_key=private_key, base_url=fakegh.url, session=session,
-                        sleep=fake_time.sleep, clock=fake_time.clock)
 
 
 async def test_token_is_fetched_once_and_reused(github, fakegh):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 
-import aiohttp
 import pytest
 
-from bot.app.client import GitHubApp
 from bot.app.source import (
     ArchiveRejected,
     ExtractLimits,
@@ -18,18 +16,10 @@ from bot.app.source import (
     merge_base,
     read_repo_config,
 )
-from tests.conftest import APP_ID
 from tests.fakegh import tarball
 
 REPO = "Codertocat/Hello-World"
 HEAD = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
-
-
-@pytest.fixture
-async def gh(fakegh, private_key, fake_time):
-    async with aiohttp.ClientSession() as session:
-        yield GitHubApp(app_id=APP_ID, private_key=private_key, base_url=fakegh.url, session=session,
-                        sleep=fake_time.sleep)(1)
 
 
 async def test_changed_files_keep_missing_patches(gh, fakegh):

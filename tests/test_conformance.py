@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from conftest_paths import CONFORMANCE, REPO
-from provenance_check import check
+from provenance_check import check_all
 
 from bot.model import Target
 from bot.render.build import DiskCache, Renderer
@@ -43,15 +43,9 @@ def test_case_byte_for_byte(name):
 def test_provenance_cites_lines_that_hold_the_value():
     """Every scalar of every output is attributed to a real line; count those whose line does not
     hold the value (nor is a kustomization field that produced it)."""
-    total = 0
-    problems: list[str] = []
-    for name in CASES:
-        meta, model, rendered = _render(name)
-        if meta["expect_error"]:
-            continue
-        n, p = check(rendered, model.tree.lines)
-        total += n
-        problems += [f"{name}: {x}" for x in p]
+    renders = ((name, rendered, model.tree.lines) for name in CASES
+               for meta, model, rendered in [_render(name)] if not meta["expect_error"])
+    total, problems = check_all(renders)
     rate = 1 - len(problems) / total
     print(f"provenance: {total - len(problems)}/{total} scalars attributed to a line that holds them")
     assert total > 3000

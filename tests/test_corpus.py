@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest_paths import CORPUS
-from provenance_check import check
+from provenance_check import check_all
 
 from bot.model import Target
 from bot.render.build import DiskCache, Rendered, Renderer
@@ -134,13 +134,8 @@ PROVENANCE_FLOOR = 0.965
 
 
 def test_provenance_on_corpus(corpus):
-    total, problems = 0, []
-    for repo, (model, rendered) in corpus.items():
-        for r in rendered:
-            if r.ok:
-                n, p = check(r, model.tree.lines)
-                total += n
-                problems += [f"{repo}:{r.target.key}: {x}" for x in p]
+    total, problems = check_all((f"{repo}:{r.target.key}", r, model.tree.lines)
+                                for repo, (model, rendered) in corpus.items() for r in rendered if r.ok)
     rate = 1 - len(problems) / total
     print(f"corpus provenance: {total - len(problems)}/{total} scalars ({rate:.4f}) attributed to a line holding them")
     assert total > 10_000

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp
-import pytest
-
-from bot.app.client import GitHubApp
-from tests.conftest import APP_ID
 from tests.fakegh import commentable_lines, operations
 
 REPO_VARS = {"owner": "Codertocat", "repo": "Hello-World"}
 HEAD = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
-
-
-@pytest.fixture
-async def gh(fakegh, private_key, fake_time):
-    async with aiohttp.ClientSession() as session:
-        yield GitHubApp(app_id=APP_ID, private_key=private_key, base_url=fakegh.url, session=session,
-                        sleep=fake_time.sleep)(1)
 
 
 def test_every_operation_of_the_subset_is_routable():

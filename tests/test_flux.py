@@ -149,3 +149,34 @@ def test_values_set_by_the_flux_kustomizations_own_patches_point_at_them(tmp_pat
     assert replicas.file == "clusters/production/apps.yaml" and "value: 4" in lines[replicas.line - 1]
     image = dep.origin("spec.template.spec.containers[api].image")
     assert image.file == "clusters/production/apps.yaml" and "ghcr.io/example/api" in lines[image.line - 1]
+
+
+def test_without_post_build_steps_the_output_is_kustomizes_own(tmp_path):
+    """Nothing to do after the build: the Flux target prints exactly what kustomize printed."""
+    from bot.model import Target
+
+    root = repo(tmp_path)
+    (root / "apps/kustomization.yaml").write_text("resources:\n- api/deployment.yaml\n")
+    dep = root / "apps/api/deployment.yaml"
+    # kustomize prints a multi-line value as a `|` block; re-emitting it with PyYAML would quote it
+    dep.write_text(dep.read_text().replace("  annotations:\n", "  annotations:\n    note: |\n      one\n      two\n"))
+    flux = (root / "clusters/production/apps.yaml").read_text()
+    (root / "clusters/production/apps.yaml").write_text(flux.split("  targetNamespace:")[0])
+    model = RepoModel(RepoTree(root))
+    renderer = Renderer(model, cache=DiskCache(None))
+    via_flux = renderer.render(next(t for t in model.targets if t.flux))
+    plain = renderer.render(Target("apps", None, None))
+    assert via_flux.ok and via_flux.text == plain.text and "${CLUSTER}" in plain.text
+    assert "note: |\n      one\n      two\n" in via_flux.text
+
+
+def test_substitution_disabled_by_label_or_annotation(tmp_path):
+    root = repo(tmp_path)
+    path = root / "apps/api/deployment.yaml"
+    path.write_text(path.read_text().replace("  annotations:\n",
+                                             "  labels:\n    kustomize.toolkit.fluxcd.io/substitute: disabled\n"
+                                             "  annotations:\n"))
+    model = RepoModel(RepoTree(root))
+    target = next(t for t in model.targets if t.flux)
+    dep = next(o for o in Renderer(model, cache=DiskCache(None)).render(target).objects if o.kind == "Deployment")
+    assert dep.obj["metadata"]["annotations"]["cluster"] == "${CLUSTER}"

@@ -18,6 +18,7 @@ import yaml
 
 from bot.model import Origin, ResourceId, Target, format_path, get_path, parse_path
 from bot.objects import RenderedObject
+from bot.render import substitute
 from bot.render.provenance import IMAGE_PATH, Patch, inline_patch, patch_origin
 from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
@@ -109,9 +110,8 @@ def _lookup(model: RepoModel):
 
 
 def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
-    """Apply commonMetadata and postBuild substitution; re-emit the output text."""
-    from bot.render import substitute
-
+    """Apply commonMetadata and postBuild substitution; re-emit the output text when either changed
+    something (otherwise it stays byte for byte what kustomize printed)."""
     ref = rendered.target.flux
     spec = ref.spec
     fdoc = _flux_doc(model, ref)
@@ -136,7 +136,12 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
     patches = _flux_patches(spec, ref.file, fdoc)
     reported: set[str] = set()
     new_objects: list[RenderedObject] = []
+    rewritten = False
     for ro in rendered.objects:
+        if not common and not post:
+            ro.locate = _overlay(ro.locate, {}, spec, ref.file, fline, ro.obj, patches)
+            new_objects.append(ro)
+            continue
         obj = copy.deepcopy(ro.obj)
         meta = obj.setdefault("metadata", {})
         changed: dict[str, Origin] = {}
@@ -147,7 +152,8 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                 for k in extra:
                     changed[format_path(("metadata", key, k))] = Origin(
                         ref.file, fline("spec", "commonMetadata", key, k), None, "flux", "commonMetadata")
-        if post and (meta.get("annotations") or {}).get(DISABLED) != "disabled":
+        if post and "disabled" not in ((meta.get("annotations") or {}).get(DISABLED),
+                                       (meta.get("labels") or {}).get(DISABLED)):
             text = yaml.safe_dump(obj, sort_keys=True)
             new_text, unresolved = substitute.substitute_text(text, variables)
             for u in unresolved:
@@ -165,12 +171,14 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                         var = _var_in(get_path(ro.obj, path))
                         changed[path] = Origin(ref.file, var_lines.get(var or "", fline("spec", "postBuild")),
                                                None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
+        rewritten = rewritten or obj != ro.obj
         new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
         new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline, obj, patches)
         new_ro.places = ro.places
         new_objects.append(new_ro)
     rendered.objects = new_objects
-    rendered.text = "---\n".join(yaml.safe_dump(o.obj, sort_keys=True, allow_unicode=True) for o in new_objects)
+    if rewritten:
+        rendered.text = "---\n".join(yaml.safe_dump(o.obj, sort_keys=True, allow_unicode=True) for o in new_objects)
     return rendered
 
 
