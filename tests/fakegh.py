@@ -19,6 +19,7 @@ import json
 import re
 import tarfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -294,8 +295,9 @@ def tarball(prefix: str, files: dict[str, bytes], *, extra: list[tarfile.TarInfo
 class FakeGitHub:
     """State and behaviour of the fake; `app` is the aiohttp application to serve."""
 
-    def __init__(self, *, app_id: int, private_key: str) -> None:
+    def __init__(self, *, app_id: int, private_key: str, app_slug: str = "infra-review") -> None:
         self.app_id = app_id
+        self.app_slug = app_slug
         self._public_key = load_pem_private_key(private_key.encode(), None).public_key()
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[Recorded] = []
@@ -344,6 +346,16 @@ class FakeGitHub:
 
     def calls(self, operation_id: str) -> list[Recorded]:
         return [r for r in self.requests if r.operation_id == operation_id]
+
+    def user(self, login: str, kind: str = "User") -> dict:
+        """A `simple-user` as GitHub shows the author of a comment."""
+        data = example("pulls/list-review-comments")[0]["user"]
+        data.update(login=login, type=kind, id=zlib.crc32(login.encode()))
+        return data
+
+    def bot_user(self) -> dict:
+        """The App's bot user: the author GitHub records for whatever the App posts."""
+        return self.user(f"{self.app_slug}[bot]", "Bot")
 
     # ---- plumbing
 
@@ -617,7 +629,7 @@ class FakeGitHub:
         data["output"] = {**data.get("output", {}), **{k: v for k, v in (run.get("output") or {}).items()
                                                         if k != "annotations"},
                           "annotations_count": len(self.annotations.get(run["id"], []))}
-        data["app"]["id"] = self.app_id
+        data["app"].update(id=self.app_id, slug=self.app_slug)
         return data
 
     async def op_checks__create(self, request, params, body):
@@ -662,17 +674,20 @@ class FakeGitHub:
         data = example("pulls/create-review")
         review_id = next(self._ids)
         data.update(id=review_id, body=body.get("body", ""), commit_id=body.get("commit_id", pull.head_sha),
+                    user=self.bot_user(),
                     state={"COMMENT": "COMMENTED", "APPROVE": "APPROVED",
                            "REQUEST_CHANGES": "CHANGES_REQUESTED"}.get(body.get("event", ""), "PENDING"))
         self.reviews.append({"pull": pull.number, **data})
         for c in body.get("comments") or []:
-            self._add_review_comment(pull, c, review_id)
+            self._add_review_comment(pull, c, review_id, self.bot_user())
         return self._json(data)
 
-    def _add_review_comment(self, pull: FakePull, c: dict, review_id: int | None) -> dict:
+    def _add_review_comment(self, pull: FakePull, c: dict, review_id: int | None, user: dict | None = None) -> dict:
+        """Comments posted through the API are the App's; tests pass `user` for anyone else's."""
         data = example("pulls/list-review-comments")[0]
         data.update(id=next(self._ids), body=c["body"], path=c["path"], line=c.get("line"),
-                    side=c.get("side", "RIGHT"), pull_request_review_id=review_id, in_reply_to_id=c.get("in_reply_to"))
+                    side=c.get("side", "RIGHT"), pull_request_review_id=review_id, in_reply_to_id=c.get("in_reply_to"),
+                    user=user or self.user("octocat"))
         self.review_comments.append({"pull": pull.number, **data})
         return data
 
@@ -680,7 +695,7 @@ class FakeGitHub:
         pull = self._pull(params)
         if pull is None:
             return self._not_found()
-        return self._json(self._add_review_comment(pull, body, None), 201)
+        return self._json(self._add_review_comment(pull, body, None, self.bot_user()), 201)
 
     async def op_pulls__list_reviews(self, request, params, body):
         pull = self._pull(params)

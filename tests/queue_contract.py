@@ -141,3 +141,78 @@ class QueueContract:
         assert not await again.add_delivery(Delivery("x-1", "pull_request", "{}"))
         assert await again.next_delivery() == Delivery("x-2", "pull_request", "{}")
         assert (await again.claim()).head_sha == "b" * 40
+
+    async def test_live_jobs_are_the_queued_and_running_work_of_one_pr(self, queue):
+        running = await queue.enqueue(job("a" * 40))
+        await queue.claim()
+        recheck = await queue.enqueue(job("a" * 40, delivery="recheck"))
+        await queue.enqueue(job("b" * 40, pr=3))
+        assert [(j.id, j.state) for j in await queue.live_jobs(REPO, 2)] == [
+            (running.id, JobState.RUNNING), (recheck.id, JobState.QUEUED)]
+        await queue.finish(running.id, JobState.DONE)
+        assert [j.id for j in await queue.live_jobs(REPO, 2)] == [recheck.id]
+        assert await queue.live_jobs(REPO, 99) == []
+
+    async def test_prune_drops_finished_work_past_retention_and_keeps_live_work(self, queue):
+        await queue.add_delivery(Delivery("x-1", "pull_request", '{"n": 1}'))
+        await queue.finish_delivery("x-1")
+        await queue.add_delivery(Delivery("x-2", "pull_request", '{"n": 2}'))
+        done = await queue.enqueue(job("a" * 40, pr=1))
+        await queue.claim()
+        await queue.finish(done.id, JobState.DONE)
+        superseded_while_running = await queue.enqueue(job("b" * 40, pr=2))
+        await queue.claim()
+        newer = await queue.enqueue(job("c" * 40, pr=2, delivery="d2"))
+        assert (await queue.claim()).id == newer.id
+        queued = await queue.enqueue(job("d" * 40, pr=4))
+        assert await queue.prune(retention=3600) == 0, "nothing finished an hour ago"
+        assert not await queue.add_delivery(Delivery("x-1", "pull_request", "{}")), "redeliveries still deduplicated"
+        assert await queue.prune(retention=0) == 3
+        assert [(j.id, j.state) for j in await queue.jobs()] == [(newer.id, JobState.RUNNING),
+                                                                  (queued.id, JobState.QUEUED)]
+        assert await queue.counts() == {**{state.value: 0 for state in JobState}, "queued": 1, "running": 1}
+        assert await queue.jobs(REPO, 1) == [] and await queue.prune(retention=0) == 0
+        assert await queue.next_delivery() == Delivery("x-2", "pull_request", '{"n": 2}')
+        assert await queue.add_delivery(Delivery("x-1", "pull_request", "{}")), "forgotten past the window"
+        assert not await queue.finish(superseded_while_running.id, JobState.DONE)
+
+    async def test_a_crash_is_charged_only_to_the_job_that_ran_alone(self, queue, reopen):
+        """Two jobs ran when the process died: neither is charged, both become suspects that run alone
+        until they finish. The one that keeps crashing is given up; the innocent one keeps attempt 1."""
+        poison = await queue.enqueue(job("a" * 40, pr=1))
+        innocent = await queue.enqueue(job("b" * 40, pr=2))
+        assert [(await queue.claim()).id, (await queue.claim()).id] == [poison.id, innocent.id]
+        await queue.close()
+        current = await reopen()
+        assert await current.recover() == 2
+        assert {j.id: j.attempt for j in await current.jobs()} == {poison.id: 1, innocent.id: 1}
+        for attempt in (2, 3, 4):
+            assert (await current.claim()).id == poison.id
+            assert await current.claim() is None, "a crash suspect runs alone"
+            await current.close()
+            current = await reopen()
+            assert await current.recover() == 1
+            assert {j.id: j.attempt for j in await current.jobs()} == {poison.id: attempt, innocent.id: 1}
+        assert (await current.claim()).attempt == 4  # the worker gives it up (max_attempts 3)
+        await current.finish(poison.id, JobState.FAILED)
+        resumed = await current.claim()
+        assert (resumed.id, resumed.attempt) == (innocent.id, 1)
+
+    async def test_crash_suspects_run_one_at_a_time_before_other_work(self, queue, reopen):
+        first = await queue.enqueue(job("a" * 40, pr=1))
+        second = await queue.enqueue(job("b" * 40, pr=2))
+        await queue.claim()
+        await queue.claim()
+        await queue.close()
+        current = await reopen()
+        assert await current.recover() == 2
+        fresh = await current.enqueue(job("c" * 40, pr=3))
+        assert (await current.claim()).id == first.id
+        assert await current.claim() is None
+        await current.finish(first.id, JobState.DONE)
+        assert (await current.claim()).id == second.id
+        assert await current.claim() is None
+        await current.finish(second.id, JobState.DONE)
+        assert (await current.claim()).id == fresh.id
+        later = await current.enqueue(job("d" * 40, pr=4))
+        assert (await current.claim()).id == later.id, "no suspect left: jobs run side by side again"

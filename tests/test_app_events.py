@@ -59,11 +59,48 @@ async def test_closed_cancels_pending_work(make_bot, fakegh):
     await worker.stop()
     await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"))
     await worker.dispatch_once()
+    fakegh.repos[REPO].pulls[2].state = "closed"
     await bot.send("pull_request", load_payload("pull_request", "closed.payload.json"))
     await worker.dispatch_once()
     assert [j.state for j in await bot.queue.jobs()] == [JobState.CANCELLED]
     assert await worker.run_once() is False
     assert bot.reviewed == [] and fakegh.calls("checks/create") == []
+
+
+async def test_a_replayed_closed_event_of_a_reopened_pr_cancels_nothing(make_bot, fakegh):
+    bot = await make_bot()
+    worker = bot.app[WORKER]
+    await worker.stop()
+    await bot.send("pull_request", load_payload("pull_request", "reopened.payload.json"))
+    await worker.dispatch_once()
+    await bot.send("pull_request", load_payload("pull_request", "closed.payload.json"))
+    await worker.dispatch_once()
+    assert [j.state for j in await bot.queue.jobs()] == [JobState.QUEUED]
+    await worker.start()
+    await bot.settle()
+    assert [j.head_sha for j in bot.reviewed] == [HEAD]
+
+
+async def test_an_event_that_disagrees_with_queued_work_queues_the_head_github_reports(make_bot, fakegh):
+    """A late `synchronize` names an old commit while a push whose webhook is not in yet moved the head:
+    the review is of the head GitHub reports, never of the payload's stale commit."""
+    moved = "9" * 40
+    bot = await make_bot()
+    worker = bot.app[WORKER]
+    await worker.stop()
+    await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"))
+    await worker.dispatch_once()
+    fakegh.repos[REPO].pulls[2].head_sha = moved
+    late = load_payload("pull_request", "synchronize.payload.json")
+    late["pull_request"]["head"]["sha"] = "1" * 40
+    await bot.send("pull_request", late)
+    await worker.dispatch_once()
+    assert [(j.head_sha, j.state) for j in await bot.queue.jobs()] == [(HEAD, JobState.SUPERSEDED),
+                                                                      (moved, JobState.QUEUED)]
+    assert len(fakegh.calls("pulls/get")) == 1
+    await bot.send("pull_request", late, delivery="replayed-again")
+    await worker.dispatch_once()
+    assert [j.head_sha for j in await bot.queue.live_jobs(REPO, 2)] == [moved], "already queued: nothing added"
 
 
 def recheck_payload(body: str = "/recheck", login: str | None = None, user_type: str = "User") -> dict:

@@ -21,6 +21,12 @@ def test_defaults_and_secrets_not_in_repr(private_key):
     assert "hush" not in repr(s) and "PRIVATE" not in repr(s)
 
 
+def test_queue_retention_defaults_to_a_week_and_never_below_githubs_redelivery_window(private_key):
+    assert load_settings(env(private_key)).queue_retention == 7 * 86_400
+    assert load_settings(env(private_key, QUEUE_RETENTION_DAYS="30")).queue_retention == 30 * 86_400
+    assert load_settings(env(private_key, QUEUE_RETENTION_DAYS="3")).queue_retention == 3 * 86_400
+
+
 def test_private_key_from_path_and_escaped_newlines(private_key, tmp_path):
     path = tmp_path / "key.pem"
     path.write_text(private_key)
@@ -41,6 +47,8 @@ def test_private_key_from_path_and_escaped_newlines(private_key, tmp_path):
     ({"QUEUE_URL": "postgres://x"}, "QUEUE_URL"),
     ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
     ({"REVIEW_DRAFTS": "maybe"}, "REVIEW_DRAFTS"),
+    ({"QUEUE_RETENTION_DAYS": "2"}, "QUEUE_RETENTION_DAYS"),
+    ({"QUEUE_RETENTION_DAYS": "a week"}, "QUEUE_RETENTION_DAYS"),
 ])
 def test_bad_setting_is_named_without_its_value(private_key, change, named):
     with pytest.raises(SettingsError, match=named) as info:

@@ -30,8 +30,13 @@ async def test_newer_push_supersedes_running_review(make_bot, fakegh):
     await asyncio.wait_for(started.wait(), 5)
     push = load_payload("pull_request", "synchronize.payload.json")
     push["pull_request"]["head"]["sha"] = NEW_HEAD
+    fakegh.repos["Codertocat/Hello-World"].pulls[2].head_sha = NEW_HEAD  # the push, as GitHub reports it
     await bot.send("pull_request", push)
     await bot.settle()
+    for _ in range(250):  # the newer job may finish before the stale one's worker notices
+        if bot.failed:
+            break
+        await asyncio.sleep(0.02)
     release.set()
     assert published == [NEW_HEAD], "a superseded head must never be published"
     [(stale, exc)] = bot.failed
@@ -107,3 +112,56 @@ async def test_502s_and_secondary_rate_limit_mid_review(make_bot, fakegh, fake_t
     assert 42 in fake_time.sleeps
     [run] = fakegh.check_runs.values()
     assert run["conclusion"] == "success"
+
+
+async def test_a_job_whose_claim_was_lost_is_left_to_its_next_attempt(make_bot, settings, fakegh):
+    """The job went back to the queue under the worker (a replica whose lease ran out): the worker stops
+    its review without completing the check run or recording an outcome; the next attempt does both."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def first_attempt_hangs(job, gh):
+        if job.attempt == 1:
+            started.set()
+            await release.wait()
+        await check_run_review(job, gh)
+
+    bot = await make_bot(first_attempt_hangs)
+    await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"))
+    await asyncio.wait_for(started.wait(), 5)
+    other = SqliteQueue(settings.queue_url.removeprefix("sqlite:///"))
+    await other.open()
+    assert await other.recover() == 1
+    await other.close()
+    await bot.settle()
+    assert bot.failed == []
+    assert [j.attempt for j in bot.reviewed] == [1, 2]
+    [stored] = await bot.queue.jobs()
+    assert stored.state is JobState.DONE
+    [run] = fakegh.check_runs.values()
+    assert run["conclusion"] == "success"
+
+
+async def test_finished_work_is_pruned_periodically_past_retention(make_bot, settings):
+    from dataclasses import replace
+
+    bot = await make_bot(settings_override=replace(settings, queue_retention=0), prune_interval=0.05)
+    await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"), delivery="d-1")
+    await bot.settle()
+    for _ in range(100):
+        if not await bot.queue.jobs():
+            break
+        await asyncio.sleep(0.02)
+    assert await bot.queue.jobs() == []
+    assert (await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"),
+                           delivery="d-1")).status == 202, "past retention a delivery id is forgotten"
+
+
+async def test_within_retention_finished_work_stays_and_redeliveries_are_recognised(make_bot):
+    bot = await make_bot(prune_interval=0.05)
+    payload = load_payload("pull_request", "opened.payload.json")
+    await bot.send("pull_request", payload, delivery="d-1")
+    await bot.settle()
+    await asyncio.sleep(0.2)
+    assert [j.state for j in await bot.queue.jobs()] == [JobState.DONE]
+    again = await bot.send("pull_request", payload, delivery="d-1")
+    assert (again.status, (await again.json())["status"]) == (200, "duplicate")

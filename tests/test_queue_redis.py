@@ -313,3 +313,78 @@ async def test_cancel_pr_reaches_a_job_running_elsewhere(instances):
     assert await server.cancel_pr(REPO, 2) == 1
     assert await worker.state(stored.id) is JobState.CANCELLED
     assert not await worker.finish(stored.id, JobState.CANCELLED)
+
+
+async def test_an_expired_lease_requeues_all_its_owners_jobs_charging_only_a_lone_one(instances):
+    """A replica renews its leases together, so one that ran out means the replica died: all its jobs
+    were running when it died (none charged), while a replica that ran one job is charged for it."""
+    crowded = await instances(lease=0.3, renew=False)
+    alone = await instances(lease=0.3, renew=False)
+    first = await crowded.enqueue(job("a" * 40, pr=1))
+    later = await crowded.enqueue(job("b" * 40, pr=2))
+    lone = await crowded.enqueue(job("c" * 40, pr=3))
+    assert (await crowded.claim()).id == first.id
+    assert (await alone.claim()).id == later.id
+    await asyncio.sleep(0.15)
+    assert (await crowded.claim()).id == lone.id  # its lease outlives first's
+    await asyncio.sleep(0.2)
+    survivor = await instances()
+    assert await survivor.recover() == 3
+    assert {j.id: (j.state, j.attempt) for j in await survivor.jobs()} == {
+        first.id: (JobState.QUEUED, 1), lone.id: (JobState.QUEUED, 1), later.id: (JobState.QUEUED, 2)}
+
+
+async def test_a_crash_suspect_runs_alone_in_its_replica_while_other_replicas_work(instances):
+    dead = await instances(lease=0.2, renew=False)
+    first = await dead.enqueue(job("a" * 40, pr=1))
+    second = await dead.enqueue(job("b" * 40, pr=2))
+    await dead.claim()
+    await dead.claim()
+    await asyncio.sleep(0.3)
+    a, b, c = await instances(), await instances(), await instances()
+    assert await a.recover() == 2
+    fresh = await a.enqueue(job("c" * 40, pr=3))
+    assert (await a.claim()).id == first.id
+    assert await a.claim() is None
+    assert (await b.claim()).id == second.id, "an idle replica takes the next suspect"
+    assert (await c.claim()).id == fresh.id, "no suspect waits: other replicas work as usual"
+
+
+async def test_prune_leaves_no_index_entries_behind(queue, redis_url, prefix):
+    await queue.add_delivery(Delivery("x-1", "pull_request", "{}"))
+    await queue.finish_delivery("x-1")
+    for n in range(3):
+        stored = await queue.enqueue(job(f"{n:040x}", pr=n))
+        await queue.claim()
+        await queue.finish(stored.id, JobState.DONE)
+    assert await queue.prune(retention=0) == 4
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = sorted(k.removeprefix(prefix) for k in client.scan_iter(match=f"{prefix}*"))
+    finally:
+        client.close()
+    assert keys == ["counts", "delivery:seq", "job:seq", "schema:retention"]
+
+
+async def test_finished_work_stored_before_retention_is_indexed_once_and_pruned(instances, redis_url, prefix):
+    """A store written by the release before retention lacks the finish-time indexes (simulated here by
+    deleting them): opening it indexes its finished work, so pruning reaches that too."""
+    old = await instances()
+    await old.add_delivery(Delivery("x-1", "pull_request", "{}"))
+    await old.finish_delivery("x-1")
+    await old.add_delivery(Delivery("x-2", "pull_request", "{}"))
+    done = await old.enqueue(job("a" * 40, pr=1))
+    await old.claim()
+    await old.finish(done.id, JobState.DONE)
+    live = await old.enqueue(job("b" * 40, pr=2))
+    await old.close()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        client.delete(f"{prefix}jobs:finished", f"{prefix}deliveries:finished", f"{prefix}schema:retention")
+    finally:
+        client.close()
+    upgraded = await instances()
+    assert await upgraded.prune(retention=0) == 2
+    assert [j.id for j in await upgraded.jobs()] == [live.id]
+    assert not await upgraded.add_delivery(Delivery("x-2", "pull_request", "{}")), "unhandled: kept"
+    assert await upgraded.add_delivery(Delivery("x-1", "pull_request", "{}"))

@@ -49,3 +49,36 @@ async def test_open_queue_picks_sqlite(tmp_path):
     assert (await q.enqueue(job())).id == 1
     await q.close()
     assert (tmp_path / "sub" / "q.sqlite3").exists()
+
+
+FIRST_RELEASE_SCHEMA = """
+CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, event TEXT NOT NULL, payload TEXT NOT NULL,
+    received_at REAL NOT NULL, finished_at REAL, error TEXT);
+CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, installation_id INTEGER NOT NULL, repo TEXT NOT NULL,
+    pr_number INTEGER NOT NULL, head_sha TEXT NOT NULL, reason TEXT NOT NULL, delivery_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1, state TEXT NOT NULL, created_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, error TEXT);
+INSERT INTO deliveries VALUES ('x-1', 'pull_request', '{"big": "payload"}', 1.0, 2.0, NULL);
+INSERT INTO jobs (installation_id, repo, pr_number, head_sha, reason, delivery_id, state, created_at, started_at)
+    VALUES (1, 'o/r', 1, 'aaaa', 'pull_request.opened', 'x-1', 'superseded', 1.0, 1.5),
+           (1, 'o/r', 2, 'bbbb', 'pull_request.opened', 'x-1', 'running', 1.0, 1.5);
+"""
+
+
+async def test_a_store_from_the_first_release_is_migrated_and_prunable(tmp_path):
+    """Its superseded-while-running jobs have no finish time and its handled deliveries keep their payload."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE_SCHEMA)
+    q = SqliteQueue(path)
+    await q.open()
+    try:
+        assert q.db.execute("SELECT payload FROM deliveries").fetchone() == ("",)
+        assert await q.recover() == 1
+        assert await q.prune(retention=3600) == 2, "the legacy finished job and handled delivery"
+        assert [(j.pr_number, j.attempt) for j in await q.jobs()] == [(2, 2)]
+        assert (await q.claim()).pr_number == 2
+    finally:
+        await q.close()

@@ -16,7 +16,7 @@ import pytest
 
 from bot.app.review import Reviewer, fail, head_is_current, review
 from bot.cli.demo import BASE_BRANCH, PR_BRANCH, build_example_repo
-from bot.publish.github import MAX_ANNOTATIONS, parse_fingerprints
+from bot.publish.github import MAX_ANNOTATIONS, marker, parse_fingerprints
 from tests.conftest import load_payload
 from tests.fakegh import FakeGitHub, FakePull, commentable_lines
 
@@ -163,9 +163,9 @@ async def test_stale_comment_of_ours_is_deleted_unless_answered(make_bot, fakegh
     pull = fakegh.repos[REPO].pulls[NUMBER]
     gone = "<!-- infra-review:fp=00000000deadbeef -->"
     stale = fakegh._add_review_comment(pull, {"path": "base/web/configmap.yaml", "line": 9, "body": f"old\n{gone}"},
-                                       None)
+                                       None, fakegh.bot_user())
     answered = fakegh._add_review_comment(pull, {"path": "base/web/configmap.yaml", "line": 9,
-                                                 "body": f"older\n{gone}"}, None)
+                                                 "body": f"older\n{gone}"}, None, fakegh.bot_user())
     fakegh._add_review_comment(pull, {"path": "base/web/configmap.yaml", "line": 9, "body": "why?",
                                       "in_reply_to": answered["id"]}, None)
     bot = await make_bot(review, fail)
@@ -274,3 +274,123 @@ async def test_502s_and_a_secondary_rate_limit_during_the_real_review(make_bot, 
     assert len(fakegh.calls("pulls/create-review")) == 2, "one rate-limited attempt, one that landed"
     assert len([c for c in fakegh.review_comments if parse_fingerprints(c["body"])]) > 0
     assert 42 in fake_time.sleeps, "the Retry-After of the secondary rate limit is honoured"
+
+
+def gated(reviewer: Reviewer, release: asyncio.Event):
+    """The real review, held just before it asks GitHub whether its head is still current."""
+    real_check = reviewer.is_current
+
+    async def wait_then_check(job, gh):
+        await release.wait()
+        return await real_check(job, gh)
+
+    reviewer.is_current = wait_then_check
+    return reviewer.review
+
+
+async def rendering(fakegh: FakeGitHub) -> None:
+    for _ in range(500):
+        if fakegh.calls("checks/create") and fakegh.calls("repos/download-tarball-archive"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the review never started")
+
+
+async def handled(bot) -> None:
+    for _ in range(500):
+        if await bot.queue.next_delivery() is None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the delivery was never handled")
+
+
+def head_runs(fakegh: FakeGitHub, sha: str) -> list[dict]:
+    return [r for r in fakegh.check_runs.values() if r["head_sha"] == sha]
+
+
+async def test_a_late_event_for_an_older_commit_never_supersedes_the_head(make_bot, fakegh, example):
+    """A redelivered `synchronize` of an older commit arrives while the head is being reviewed. GitHub
+    says which head is current: the head's review goes on and completes with its real conclusion."""
+    seed_example(fakegh, example)
+    release = asyncio.Event()
+    reviewer = Reviewer()
+    bot = await make_bot(gated(reviewer, release), reviewer.fail)
+    await bot.send("pull_request", opened(example))
+    await rendering(fakegh)
+    late = load_payload("pull_request", "synchronize.payload.json")
+    assert late["pull_request"]["head"]["sha"] != example["head_sha"]
+    assert (await bot.send("pull_request", late)).status == 202
+    await handled(bot)
+    release.set()
+    await bot.settle(timeout=60)
+    assert [j.head_sha for j in bot.reviewed] == [example["head_sha"]]
+    [run] = head_runs(fakegh, example["head_sha"])
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    assert len(fakegh.calls("pulls/create-review")) == 1
+    assert not head_runs(fakegh, late["pull_request"]["head"]["sha"])
+
+
+async def test_a_run_is_never_completed_as_superseded_by_its_own_commit(make_bot, fakegh, example):
+    """Whatever stops a review of the commit that is still the head, its run is not `neutral`: a
+    neutral required check would let the pull request merge unreviewed."""
+    from bot.app.server import CTX
+    from bot.queue.base import Job
+
+    seed_example(fakegh, example)
+    release = asyncio.Event()
+    reviewer = Reviewer()
+    bot = await make_bot(gated(reviewer, release), reviewer.fail)
+    await bot.send("pull_request", opened(example))
+    await rendering(fakegh)
+    await bot.app[CTX].queue.enqueue(Job(installation_id=1, repo=REPO, pr_number=NUMBER, head_sha="0" * 40,
+                                         reason="pull_request.synchronize", delivery_id="d-stale"))
+    await asyncio.sleep(0.3)
+    release.set()
+    await bot.settle(timeout=60)
+    [run] = head_runs(fakegh, example["head_sha"])
+    assert run["status"] == "completed" and run["conclusion"] == "failure", run["output"]["title"]
+    assert example["head_sha"][:7] not in run["output"]["title"]
+    assert "/recheck" in run["output"]["summary"]
+    assert not fakegh.calls("pulls/create-review")
+
+
+def fingerprints_anyone_can_compute(example: dict, tmp_path: Path) -> set[str]:
+    """What a PR author learns by running the CLI on their own branch: every finding's fingerprint."""
+    from bot.config import Config
+    from bot.review.pipeline import run_check
+
+    for side in ("head", "base"):
+        for path, data in example[side].items():
+            (tmp_path / side / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / side / path).write_bytes(data)
+    report = run_check(tmp_path / "head", tmp_path / "base", Config.default())
+    return {f.fingerprint for f in report.findings}
+
+
+async def test_markers_in_comments_the_app_did_not_write_count_for_nothing(make_bot, fakegh, example, tmp_path):
+    """The PR author plants one comment holding every fingerprint marker, and another bot and a human
+    quote a marker of a finding that is gone: the App still comments on every new finding, and deletes
+    none of them."""
+    pull = seed_example(fakegh, example)
+    forged = "\n".join(marker(fp) for fp in sorted(fingerprints_anyone_can_compute(example, tmp_path)))
+    where = {"path": "base/web/configmap.yaml", "line": 9}
+    planted = [
+        fakegh._add_review_comment(pull, {**where, "body": f"nothing to see\n{forged}"}, None,
+                                   fakegh.user(pull.author)),
+        fakegh._add_review_comment(pull, {**where, "body": f"quoting\n{marker('00000000deadbeef')}"}, None,
+                                   fakegh.user("someone")),
+        fakegh._add_review_comment(pull, {**where, "body": f"beep\n{marker('00000000deadbeef')}"}, None,
+                                   fakegh.user("other-app[bot]", "Bot")),
+    ]
+    bot = await make_bot(review, fail)
+    await bot.send("pull_request", opened(example))
+    await bot.settle(timeout=60)
+    [posted] = fakegh.calls("pulls/create-review")
+    said = {fp for c in posted.body["comments"] for fp in parse_fingerprints(c["body"])}
+    assert said and said <= set(parse_fingerprints(forged)), "every finding commented despite the forgery"
+    assert not fakegh.calls("pulls/delete-review-comment")
+    assert all(c in fakegh.review_comments for c in [{"pull": NUMBER, **p} for p in planted])
+    again = rerequested(example)
+    await bot.send("check_run", again)
+    await bot.settle(timeout=60)
+    assert len(fakegh.calls("pulls/create-review")) == 1, "its own comments do count: nothing said twice"

@@ -1,10 +1,22 @@
-"""A tiny in-process Prometheus registry: counters and one histogram, rendered as text."""
+"""A tiny in-process Prometheus registry: counters and one histogram, rendered as text.
+
+Memory stays bounded: label values come from fixed sets (see `bounded`) and the histogram keeps
+bucket counts, not observations.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Collection
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+OTHER = "other"
+
+
+def bounded(value: str | None, known: Collection[str]) -> str:
+    """`value` if it is one of `known`, else `other`: each distinct label value is a series kept forever."""
+    return value if value in known else OTHER
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -26,7 +38,8 @@ class Metrics:
             "infra_review_github_requests_total": "GitHub API requests by method and status.",
             "infra_review_jobs_finished_total": "Review jobs finished by outcome.",
         }
-        self._durations: list[float] = []
+        self._buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self._duration_sum = 0.0
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         self.counters[name][tuple(sorted(labels.items()))] += amount
@@ -35,7 +48,8 @@ class Metrics:
         return self.counters[name].get(tuple(sorted(labels.items())), 0.0)
 
     def observe_review(self, seconds: float) -> None:
-        self._durations.append(seconds)
+        self._buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self._duration_sum += seconds
 
     def render(self, gauges: dict[str, dict[tuple, float]] | None = None) -> str:
         """Prometheus text exposition; `gauges` are point-in-time values (e.g. jobs by state)."""
@@ -48,10 +62,12 @@ class Metrics:
             lines += [f"{name}{_labels(dict(key))} {val:g}" for key, val in sorted(series.items())]
         name = "infra_review_review_duration_seconds"
         lines += [f"# HELP {name} Time from job start to finish.", f"# TYPE {name} histogram"]
-        for bound in DURATION_BUCKETS:
-            count = sum(1 for d in self._durations if d <= bound)
+        count = 0
+        for bound, n in zip(DURATION_BUCKETS, self._buckets, strict=False):
+            count += n
             lines.append(f'{name}_bucket{{le="{bound:g}"}} {count}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {len(self._durations)}')
-        lines.append(f"{name}_sum {sum(self._durations):g}")
-        lines.append(f"{name}_count {len(self._durations)}")
+        total = sum(self._buckets)
+        lines.append(f'{name}_bucket{{le="+Inf"}} {total}')
+        lines.append(f"{name}_sum {self._duration_sum:g}")
+        lines.append(f"{name}_count {total}")
         return "\n".join(lines) + "\n"

@@ -4,31 +4,48 @@ One check run (`infra-review`, created in_progress at the start), then — only 
 still the PR's head — its completion, one review with the new inline comments, and the removal of
 our comments whose finding is gone. `fail` completes the run whenever a review does not, so a
 required check never waits forever.
+
+A run is completed `neutral` (superseded, or the PR closed) only when GitHub confirms that the PR
+moved to another head or closed: a neutral required check lets the PR merge. "Our comments" are
+those GitHub says the App's bot user wrote, never whatever carries a fingerprint marker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gidgethub import GitHubException
 
 from bot.config import Config, ConfigError, parse_config
+from bot.deadline import Deadline
 from bot.model import Finding
+from bot.publish import escape
 from bot.publish import github as payloads
 from bot.publish.report import Report
-from bot.queue.base import Job, JobState
+from bot.queue.base import Job
 from bot.review.anchors import DiffIndex, from_pr_files
 
-from .source import CONFIG_PATH, ExtractLimits, fetch_tree, list_changed_files, merge_base, read_repo_config
+from .source import (
+    CONFIG_PATH,
+    ArchiveRejected,
+    ExtractLimits,
+    fetch_tree,
+    list_changed_files,
+    merge_base,
+    read_repo_config,
+)
 from .worker import JobCancelled
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+STOP_GRACE = 30.0  # seconds a cancelled review's thread gets to reach its next step
 
 IsCurrent = Callable[[Job, Any], Awaitable[bool]]
 
@@ -56,6 +73,18 @@ async def head_is_current(job: Job, gh: Any) -> bool:
     return await pull_head(job, gh) == job.head_sha
 
 
+async def stopped_body(job: Job, gh: Any) -> dict[str, Any]:
+    """How to complete the run of a review that stopped early: superseded only when GitHub confirms it
+    (see the module docstring); when it cannot tell, or the job's commit is still the head, failure."""
+    try:
+        head = await pull_head(job, gh)
+    except GitHubException as exc:
+        return error_body(job, exc)
+    if head == job.head_sha:
+        return interrupted_body(job)
+    return superseded_body(job, head)
+
+
 def superseded_body(job: Job, by: str | None) -> dict[str, Any]:
     """`neutral`, not `failure`: the run sits on a SHA that is no longer the head, so it gates nothing,
     and red on an old commit would only mislead; the newer head gets its own run."""
@@ -67,16 +96,42 @@ def superseded_body(job: Job, by: str | None) -> dict[str, Any]:
     return body
 
 
+def interrupted_body(job: Job) -> dict[str, Any]:
+    return payloads.check_run_error(
+        job.pr_number, f"The review of {job.head_sha[:7]} was stopped before it finished, and that commit is "
+                       "still the pull request's head, so nothing supersedes it.\n\n"
+                       "Comment `/recheck` on the pull request or press Re-check to review it.")
+
+
+def app_login(check_run: Mapping[str, Any]) -> str | None:
+    """The App's bot login (`<app-slug>[bot]`, the author GitHub gives whatever the App posts), read
+    from a check run GitHub just let us update: only its own App may, so this names us."""
+    slug = (check_run.get("app") or {}).get("slug")
+    return f"{slug}[bot]" if slug else None
+
+
 def config_error_body(job: Job, exc: ConfigError) -> dict[str, Any]:
     body = payloads.check_run_error(
-        job.pr_number, f"`{CONFIG_PATH}` on the default branch is invalid: {exc}.\n\n"
+        job.pr_number, f"`{CONFIG_PATH}` on the default branch is invalid: {escape.inline(str(exc))}.\n\n"
                        "Fix or remove that key; nothing was checked until then (see docs/rules.md).")
-    body["output"]["title"] = f"Invalid {CONFIG_PATH}: {str(exc)[:120]}"
+    body["output"]["title"] = escape.one_line(f"Invalid {CONFIG_PATH}: {str(exc)[:120]}")
+    return body
+
+
+def archive_error_body(job: Job, exc: ArchiveRejected) -> dict[str, Any]:
+    """A tree that breaks the extraction limits: retrying cannot help, changing the tree can."""
+    body = payloads.check_run_error(
+        job.pr_number, f"The files of {job.head_sha[:7]} (or of its merge base) could not be read safely: "
+                       f"{escape.inline(str(exc))}.\n\n"
+                       "infra-review refuses an archive that breaks its limits (entries, sizes, paths the file "
+                       "system cannot hold) rather than review part of it; a re-check gives the same answer "
+                       "until the tree changes.")
+    body["output"]["title"] = "Repository archive refused"
     return body
 
 
 def error_body(job: Job, exc: BaseException) -> dict[str, Any]:
-    detail = str(exc).strip()[:500] or "no detail"
+    detail = escape.inline(str(exc).strip()[:500] or "no detail")
     return payloads.check_run_error(
         job.pr_number, f"The review of {job.head_sha[:7]} stopped: {type(exc).__name__}: {detail}.\n\n"
                        "Comment `/recheck` on the pull request or press Re-check to try again.")
@@ -121,10 +176,12 @@ class Reviewer:
         self._runs[self._key(job)] = run_id
         return run_id
 
-    async def _complete(self, job: Job, gh: Any, run_id: int, body: dict[str, Any]) -> None:
-        await gh.patch(_CHECK_RUN, _vars(job, check_run_id=run_id), data=body)
+    async def _complete(self, job: Job, gh: Any, run_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The updated run, as GitHub returns it."""
+        run = await gh.patch(_CHECK_RUN, _vars(job, check_run_id=run_id), data=body)
         if body.get("status") == "completed":
             self._completed.add(run_id)
+        return run
 
     # ---- the review
 
@@ -151,48 +208,60 @@ class Reviewer:
         diff = from_pr_files(asdict(f) for f in changed.files)
         with tempfile.TemporaryDirectory(prefix="infra-review-job-") as tmp:
             head, base = Path(tmp) / "head", Path(tmp) / "base"
-            await asyncio.gather(fetch_tree(gh, job.repo, job.head_sha, head, self.limits),
-                                 fetch_tree(gh, job.repo, base_sha, base, self.limits))
-            report, spans = await asyncio.to_thread(_check, head, base, config,
-                                                    None if changed.everything else changed.paths)
+            try:
+                await asyncio.gather(fetch_tree(gh, job.repo, job.head_sha, head, self.limits),
+                                     fetch_tree(gh, job.repo, base_sha, base, self.limits))
+            except ArchiveRejected as exc:
+                await self._complete(job, gh, run_id, archive_error_body(job, exc))
+                return
+            report, spans = await in_thread(_check, head, base, config,
+                                            None if changed.everything else changed.paths)
         report.head_sha = job.head_sha
         if not await self.is_current(job, gh):
             log.info("%s#%s: %s is no longer the head; results not published", job.repo, job.pr_number,
                      job.head_sha[:12])
-            await self._complete(job, gh, run_id, superseded_body(job, await _safe_head(job, gh)))
+            await self._complete(job, gh, run_id, await stopped_body(job, gh))
             return
         await self._publish(job, gh, run_id, report, diff, config, spans)
 
     async def _publish(self, job: Job, gh: Any, run_id: int, report: Report, diff: DiffIndex, config: Config,
                        spans: dict[int, tuple[int, int]]) -> None:
+        run: dict[str, Any] = {}
         for body in payloads.check_run_complete(report, job.pr_number, fail_on=config.fail_on):
-            await self._complete(job, gh, run_id, body)
-        existing = [c async for c in gh.getiter(_REVIEW_COMMENTS, _vars(job, pull_number=job.pr_number,
-                                                                          per_page=100))]
-        review = payloads.review_payload(report, diff, payloads.open_fingerprints(existing), cap=self.comment_cap,
-                                         mode=config.comments, object_span=spans_finder(spans))
+            run = await self._complete(job, gh, run_id, body)
+        author = app_login(run)
+        existing = await self._comments(job, gh, author)
+        review = payloads.review_payload(report, diff, payloads.open_fingerprints(existing, author),
+                                         cap=self.comment_cap, mode=config.comments, object_span=spans_finder(spans))
         if review is not None:
             await gh.post(_REVIEWS, _vars(job, pull_number=job.pr_number), data=review)
         current = {f.fingerprint for f in report.findings if not f.suppressed}
-        for comment_id in payloads.stale_comments(existing, current):
+        for comment_id in payloads.stale_comments(existing, current, author):
             await gh.delete(_REVIEW_COMMENT, _vars(job, comment_id=comment_id))
+
+    async def _comments(self, job: Job, gh: Any, author: str | None) -> list[dict[str, Any]]:
+        """The PR's review comments; none when we cannot tell which are ours (then nothing is skipped
+        as already said and nothing is deleted)."""
+        if author is None:
+            log.warning("%s#%s: GitHub did not name the App of our check run; existing comments are ignored",
+                        job.repo, job.pr_number)
+            return []
+        return [c async for c in gh.getiter(_REVIEW_COMMENTS, _vars(job, pull_number=job.pr_number, per_page=100))]
 
     # ---- when a review does not finish
 
     async def fail(self, job: Job, gh: Any, exc: BaseException) -> None:
         """Complete the job's run with an explanation. A run already completed (results posted, then
         the review or a deletion failed) is left as it is: its conclusion is right."""
-        superseded = isinstance(exc, JobCancelled)
         run_id = self._runs.pop(self._key(job), None)
         if run_id in self._completed:
             self._completed.discard(run_id)
             return
         if run_id is None:
             run_id = await self._open_run(job, gh)
-        if superseded:
-            by = await _safe_head(job, gh) if exc.state is JobState.SUPERSEDED else None
+        if isinstance(exc, JobCancelled):
             if run_id is not None:
-                await self._complete(job, gh, run_id, superseded_body(job, by))
+                await self._complete(job, gh, run_id, await stopped_body(job, gh))
             self._completed.discard(run_id)
             return
         body = error_body(job, exc)
@@ -203,21 +272,30 @@ class Reviewer:
             self._completed.discard(run_id)
 
 
-def _check(head: Path, base: Path, config: Config,
-           changed: frozenset[str] | None) -> tuple[Report, dict[int, tuple[int, int]]]:
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args, deadline=...)` in a worker thread. Python cannot interrupt a thread, so when the
+    awaiting review is cancelled (superseded, closed, out of time) the work's Deadline is cancelled and
+    the thread awaited: it stops at its next step, and no thread outlives its review."""
+    deadline = Deadline()
+    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, deadline=deadline))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        deadline.cancel("the review was cancelled")
+        await asyncio.wait({future}, timeout=STOP_GRACE)
+        if future.done() and not future.cancelled():
+            future.exception()  # retrieved: it is the Stopped we asked for
+        raise
+
+
+def _check(head: Path, base: Path, config: Config, changed: frozenset[str] | None,
+           deadline: Deadline) -> tuple[Report, dict[int, tuple[int, int]]]:
     """Blocking part of a review (rendering, rules, spans), run in a worker thread."""
     from bot.review.pipeline import run_check
     from bot.review.spans import object_spans
 
-    report = run_check(head, base, config, changed=changed, affected_only=changed is not None)
+    report = run_check(head, base, config, changed=changed, affected_only=changed is not None, deadline=deadline)
     return report, object_spans(head, [f for f in report.findings if f.new])
-
-
-async def _safe_head(job: Job, gh: Any) -> str | None:
-    try:
-        return await pull_head(job, gh)
-    except GitHubException:
-        return None
 
 
 _DEFAULT = Reviewer()

@@ -14,10 +14,10 @@ from ..queue.base import Delivery, Queue
 from .auth import TokenCache
 from .client import DEFAULT_POLICY, GitHubApp, RetryPolicy, Sleep
 from .context import AppContext
-from .handlers import build_router
-from .metrics import Metrics
+from .handlers import EVENTS, build_router
+from .metrics import Metrics, bounded
 from .settings import Settings, check_private_key
-from .webhooks import WebhookRejected, check_size, parse_event
+from .webhooks import WebhookRejected, body_text, check_size, parse_event
 from .worker import FailFn, ReviewFn, Worker
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ GITHUB = web.AppKey("github", GitHubApp)
 def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: FailFn,
                github_factory: Callable[[int], Any] | None = None, router: Router | None = None,
                sleep: Sleep = asyncio.sleep, policy: RetryPolicy = DEFAULT_POLICY,
-               poll: float = 1.0, watch_interval: float = 0.5) -> web.Application:
+               poll: float = 1.0, watch_interval: float = 0.5, prune_interval: float = 3600.0) -> web.Application:
     """`github_factory(installation_id)` defaults to a GitHubApp on settings.api_url with one session."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     metrics = Metrics()
@@ -40,7 +40,8 @@ def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: Fail
     ctx = AppContext(queue=queue, settings=settings, tokens=github.tokens, metrics=metrics)
     router = router or build_router()
     worker = Worker(queue, github_factory or github, review=review, fail=fail, router=router, ctx=ctx,
-                    concurrency=settings.workers, poll=poll, watch_interval=watch_interval)
+                    concurrency=settings.workers, poll=poll, watch_interval=watch_interval,
+                    prune_interval=prune_interval)
     ctx.wake = worker.wake
     app[CTX], app[WORKER], app[GITHUB] = ctx, worker, github
 
@@ -63,25 +64,37 @@ def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: Fail
     return app
 
 
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, however the network split it and with or without Content-Length (chunked);
+    413 as soon as it passes `max_bytes`, so an endless chunked body is not buffered."""
+    check_size(request.content_length, max_bytes)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > max_bytes:
+            raise WebhookRejected(413, "payload too large")
+    return bytes(body)
+
+
 def _webhook(router: Router) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
         ctx = request.app[CTX]
-        event_name = request.headers.get("x-github-event", "unknown")
+        # The header is unauthenticated until the signature is checked: only known names become labels.
+        label = bounded(request.headers.get("x-github-event"), EVENTS)
         try:
-            check_size(request.content_length, ctx.settings.max_body_bytes)
-            body = await request.content.read(ctx.settings.max_body_bytes + 1)
+            body = await read_body(request, ctx.settings.max_body_bytes)
             event = parse_event(request.headers, body, secret=ctx.settings.webhook_secret,
                                 max_bytes=ctx.settings.max_body_bytes)
         except WebhookRejected as exc:
-            ctx.metrics.inc("infra_review_webhook_deliveries_total", event=event_name, outcome=f"rejected_{exc.status}")
+            ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome=f"rejected_{exc.status}")
             log.warning("webhook rejected (%d): %s", exc.status, exc.reason)
             return web.json_response({"error": exc.reason}, status=exc.status)
         if not router.fetch(event):
-            ctx.metrics.inc("infra_review_webhook_deliveries_total", event=event.event, outcome="ignored")
+            ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome="ignored")
             return web.json_response({"status": "ignored"})
-        new = await ctx.queue.add_delivery(Delivery(event.delivery_id, event.event, body.decode("utf-8")))
+        new = await ctx.queue.add_delivery(Delivery(event.delivery_id, event.event, body_text(body)))
         outcome = "queued" if new else "duplicate"
-        ctx.metrics.inc("infra_review_webhook_deliveries_total", event=event.event, outcome=outcome)
+        ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome=outcome)
         if new:
             ctx.wake()
         return web.json_response({"status": outcome}, status=202 if new else 200)

@@ -11,6 +11,13 @@ DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_QUEUE_URL = "sqlite:///./infra-review.sqlite3"
 # GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub.
 DEFAULT_MAX_BODY = 25 * 1024 * 1024
+# Finished jobs and handled deliveries are kept this long. GitHub lets a delivery be redelivered for
+# 3 days, and recognising a redelivery needs its id, so the window never goes below that.
+DEFAULT_RETENTION_DAYS = 7
+MIN_RETENTION_DAYS = 3
+DAY = 86_400.0
+# A review that runs longer is stopped and its check run fails, saying so (builds have their own limit).
+DEFAULT_REVIEW_TIMEOUT = 600.0
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -34,6 +41,8 @@ class Settings:
     app_slug: str | None = None
     mutation_interval: float = 1.0
     workers: int = 2
+    queue_retention: float = DEFAULT_RETENTION_DAYS * DAY
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -148,4 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         app_slug=env.get("GITHUB_APP_SLUG", "").strip() or None,
         mutation_interval=_float(env, "GITHUB_MUTATION_INTERVAL", 1.0),
         workers=_int(env, "WORKERS", 2, minimum=1, maximum=64),
+        queue_retention=DAY * _int(env, "QUEUE_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, minimum=MIN_RETENTION_DAYS,
+                                   maximum=3650),
+        review_timeout=float(_int(env, "REVIEW_TIMEOUT", int(DEFAULT_REVIEW_TIMEOUT), minimum=10, maximum=86_400)),
     )

@@ -52,13 +52,27 @@ def parse_event(headers: Mapping[str, str], body: bytes, *, secret: str, max_byt
     content_type = headers.get("content-type", "application/json").split(";")[0].strip()
     if content_type != "application/json":
         raise WebhookRejected(415, "webhook content type must be application/json")
+    return Event(load_payload(body), event=event_name, delivery_id=delivery_id)
+
+
+def body_text(body: bytes) -> str:
+    """The body as the text stored for the worker: strict UTF-8, which is what GitHub sends (400 otherwise)."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRejected(400, "body is not UTF-8") from None
+
+
+def load_payload(body: bytes) -> dict:
+    """Parse exactly as the worker will parse the stored text, so nothing accepted here fails there
+    (`json.loads` on bytes would also take UTF-16/32 and a BOM, which the stored text cannot carry)."""
+    try:
+        data = json.loads(body_text(body))
+    except json.JSONDecodeError:
         raise WebhookRejected(400, "body is not JSON") from None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "body is not a JSON object")
-    return Event(data, event=event_name, delivery_id=delivery_id)
+    return data
 
 
 def installation_id(event: Event) -> int | None:

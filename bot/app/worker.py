@@ -3,7 +3,11 @@
 A review is an injected coroutine `review(job, gh)`. The worker watches the job while it runs: when a
 newer head SHA supersedes it or the PR closes, the review task is cancelled so nothing stale is
 published. Whatever ends a claimed job other than success (an exception, supersession, too many
-attempts), `fail(job, gh, exc)` is called so the check run never stays in_progress.
+attempts), `fail(job, gh, exc)` is called so the check run never stays in_progress — except when the
+job went back to the queue (its claim was lost): its next attempt owns that check run.
+
+Alongside, finished work older than the retention window (settings.queue_retention) is pruned every
+`prune_interval` seconds.
 """
 
 from __future__ import annotations
@@ -42,10 +46,14 @@ class TooManyAttempts(Exception):
     pass
 
 
+class ReviewTimeout(Exception):
+    """A review ran past settings.review_timeout; it is stopped and its check run says so."""
+
+
 class Worker:
     def __init__(self, queue: Queue, github_factory: GitHubFactory, *, review: ReviewFn, fail: FailFn,
                  router: Router, ctx: AppContext, concurrency: int = 2, poll: float = 1.0,
-                 watch_interval: float = 0.5, max_attempts: int = 3) -> None:
+                 watch_interval: float = 0.5, max_attempts: int = 3, prune_interval: float = 3600.0) -> None:
         self.queue = queue
         self.github_factory = github_factory
         self.review = review
@@ -56,6 +64,7 @@ class Worker:
         self.poll = poll
         self.watch_interval = watch_interval
         self.max_attempts = max_attempts
+        self.prune_interval = prune_interval
         self.metrics = ctx.metrics
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -67,6 +76,7 @@ class Worker:
         self._tasks = [asyncio.create_task(self._loop(self.dispatch_once), name="dispatch")]
         self._tasks += [asyncio.create_task(self._loop(self.run_once), name=f"review-{i}")
                         for i in range(self.concurrency)]
+        self._tasks.append(asyncio.create_task(self._prune_forever(), name="prune"))
 
     async def stop(self) -> None:
         """Stop without failing running jobs: they stay `running` and `recover()` requeues them."""
@@ -90,6 +100,16 @@ class Worker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                removed = await self.queue.prune(self.ctx.settings.queue_retention)
+                if removed:
+                    log.info("pruned %d finished job(s) and deliveries past retention", removed)
+            except Exception:
+                log.exception("pruning the queue failed")
+            await asyncio.sleep(self.prune_interval)
 
     async def dispatch_once(self) -> bool:
         """Run the handlers of the oldest stored delivery; False if there was none."""
@@ -129,8 +149,42 @@ class Worker:
             await self._fail(job, gh, TooManyAttempts(f"gave up after {self.max_attempts} attempts"))
             await self._finish(job, JobState.FAILED, "too many attempts", started)
             return
-        task = asyncio.create_task(self.review(job, gh), name=f"job-{job.id}")
-        stopped_as: JobState | None = None
+        task = asyncio.create_task(self._timed(self.review(job, gh)), name=f"job-{job.id}")
+        stopped_as = await self._watch(job, task)
+        if stopped_as is None and task.exception() is None:
+            stopped_as = await self.queue.state(job.id)
+            if stopped_as is JobState.RUNNING:
+                await self._finish(job, JobState.DONE, None, started)
+                return
+        if stopped_as is JobState.QUEUED:
+            log.warning("job %s for %s#%s went back to the queue (claim lost); its next attempt finishes it",
+                        job.id, job.repo, job.pr_number)
+            return
+        if stopped_as is not None:
+            log.info("job %s for %s#%s stopped: %s", job.id, job.repo, job.pr_number, stopped_as.value)
+            if task.cancelled():
+                await self._fail(job, gh, JobCancelled(stopped_as))
+            await self._finish(job, stopped_as, None, started)
+            return
+        exc = task.exception()
+        log.error("job %s for %s#%s failed: %s: %s", job.id, job.repo, job.pr_number, type(exc).__name__, exc)
+        await self._fail(job, gh, exc)
+        await self._finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}", started)
+
+    async def _timed(self, review: Awaitable[None]) -> None:
+        """The review under the overall deadline: past it, the review is cancelled (which stops its
+        rendering thread) and fails with ReviewTimeout."""
+        limit = self.ctx.settings.review_timeout
+        try:
+            async with asyncio.timeout(limit):
+                await review
+        except TimeoutError:
+            raise ReviewTimeout(f"it took longer than {limit:g} s (REVIEW_TIMEOUT) and was stopped; a build that "
+                                "hangs or a very large change can cause this") from None
+
+    async def _watch(self, job: Job, task: asyncio.Task) -> JobState | None:
+        """Wait for the review; cancel it when the job stops running in the queue (superseded, PR
+        closed, claim lost). Returns that state, or None when the review ended by itself."""
         try:
             while not task.done():
                 done, _ = await asyncio.wait({task}, timeout=self.watch_interval)
@@ -138,30 +192,13 @@ class Worker:
                     break
                 state = await self.queue.state(job.id)
                 if state is not JobState.RUNNING:
-                    stopped_as = state
                     task.cancel()
-                    break
-            await asyncio.wait({task})
-            if stopped_as is None and task.cancelled():
-                stopped_as = JobState.CANCELLED
+                    await asyncio.wait({task})
+                    return state
         except asyncio.CancelledError:
             task.cancel()
             raise
-        if stopped_as is not None:
-            log.info("job %s for %s#%s stopped: %s", job.id, job.repo, job.pr_number, stopped_as.value)
-            await self._fail(job, gh, JobCancelled(stopped_as))
-            await self._finish(job, stopped_as, None, started)
-            return
-        exc = task.exception()
-        if exc is None and await self.queue.state(job.id) is not JobState.RUNNING:
-            await self._finish(job, await self.queue.state(job.id), None, started)
-            return
-        if exc is None:
-            await self._finish(job, JobState.DONE, None, started)
-            return
-        log.error("job %s for %s#%s failed: %s: %s", job.id, job.repo, job.pr_number, type(exc).__name__, exc)
-        await self._fail(job, gh, exc)
-        await self._finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}", started)
+        return JobState.CANCELLED if task.cancelled() else None
 
     async def _fail(self, job: Job, gh: Any, exc: BaseException) -> None:
         try:

@@ -1,4 +1,16 @@
-"""The queue contract: durable webhook deliveries and review jobs, one live job per pull request."""
+"""The queue contract: durable webhook deliveries and review jobs, one live job per pull request.
+
+Crash accounting. A job's `attempt` counts the process deaths it is to blame for, so that a pull
+request that kills its worker (a poison render) is given up after a few tries. When a process dies
+running one job, that job is charged. When it dies running several, nobody can tell which one did
+it, so none is charged: each becomes a *suspect* that runs alone in its process (queued suspects go
+before other work, and nothing else starts there while one runs). The next death during a suspect's
+solo run is then charged to it; a suspect that finishes was innocent. SQLite is one process, so its
+running jobs at `recover()` are the dead process's; Redis groups expired leases by their owner.
+
+Retention. Finished jobs and handled deliveries are kept for `prune(retention)` to drop once they are
+older than the window: a delivery id stays known (a redelivery is recognised) for that long.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +29,7 @@ class JobState(enum.StrEnum):
 
 
 LIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.SUPERSEDED, JobState.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -87,8 +100,13 @@ class Queue(abc.ABC):
         """Cancel queued and running work for a PR (it was closed); returns how many jobs."""
 
     @abc.abstractmethod
+    async def live_jobs(self, repo: str, pr_number: int) -> list[Job]:
+        """The PR's queued and running jobs, oldest first."""
+
+    @abc.abstractmethod
     async def claim(self) -> Job | None:
-        """Mark the oldest queued job of a PR with no running job as running and return it."""
+        """Mark the oldest queued job of a PR with no running job as running and return it; a crash
+        suspect first and only when this process runs nothing, and nothing while one runs here."""
 
     @abc.abstractmethod
     async def state(self, job_id: int) -> JobState: ...
@@ -99,7 +117,12 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def recover(self) -> int:
-        """After a restart: running jobs go back to queued with attempt + 1; returns how many."""
+        """After a restart: the dead process's running jobs go back to queued as suspects, with
+        attempt + 1 only when it ran just one; returns how many."""
+
+    @abc.abstractmethod
+    async def prune(self, retention: float) -> int:
+        """Delete finished jobs and handled deliveries older than `retention` seconds; returns how many."""
 
     @abc.abstractmethod
     async def counts(self) -> dict[str, int]:

@@ -4,14 +4,19 @@ Every operation that reads and then writes is one Lua script, so it is atomic ac
 Several processes differ from one SQLite process in two ways, and both are handled with leases:
 
 - A claimed job carries its claimer's token and a lease deadline (Redis server time, so replica
-  clocks do not matter). A background task renews the leases of the jobs this instance holds; a
-  job whose lease ran out (its process died) goes back to `queued` with attempt + 1, reaped by
-  `claim()` and `recover()`. `recover()` therefore only requeues expired work: at start-up, other
-  replicas' running jobs are alive. `close()` gives up this instance's leases at once, so a
-  restart resumes them immediately.
+  clocks do not matter). A background task renews the leases of the jobs this instance holds
+  together, so one lease running out means its owner died: `claim()` and `recover()` then requeue
+  every running job of that owner at once, as crash suspects, charging an attempt only when it
+  held just one (see "Crash accounting" in base.py; "this process" is the claiming owner).
+  `recover()` therefore only requeues dead owners' work: at start-up, other replicas' running
+  jobs are alive. `close()` gives up this instance's leases at once, so a restart resumes them
+  immediately.
 - Deliveries are handled strictly oldest first by one process at a time: `next_delivery()` leases
   the oldest unfinished delivery to its caller and returns None to others while that lease lives.
   Handling them in parallel could let an older push's job supersede a newer one's.
+
+Finished jobs and deliveries are indexed by finish time (`jobs:finished`, `deliveries:finished`), so
+`prune()` finds what is past retention without scanning.
 
 Keys all start with `prefix`. Scripts build key names at run time, so this needs a standalone
 Redis (or a primary with replicas); for Redis Cluster put a hash tag in the prefix, e.g.
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "infra-review:"
 DEFAULT_LEASE = 30.0
+PRUNE_BATCH = 500
 JOB_FIELDS = ("id", "installation_id", "repo", "pr_number", "head_sha", "reason", "delivery_id", "attempt",
               "state")
 
@@ -48,13 +54,17 @@ end
 local function jkey(id) return P .. 'job:' .. id end
 local function prkey(repo, pr) return P .. 'pr:' .. repo .. '#' .. pr end
 local LIVE = {queued = true, running = true}
--- The one place a job changes state: keeps the queued/running indexes, live set and counts in step.
+-- The one place a job changes state: keeps the queued/running/suspect/finished indexes, live set and
+-- counts in step.
 local function move(id, from, to, deadline)
   local jk = jkey(id)
   redis.call('HSET', jk, 'state', to)
   redis.call('HINCRBY', P .. 'counts', from, -1)
   redis.call('HINCRBY', P .. 'counts', to, 1)
-  if from == 'queued' then redis.call('ZREM', P .. 'queued', id) end
+  if from == 'queued' then
+    redis.call('ZREM', P .. 'queued', id)
+    redis.call('ZREM', P .. 'suspects', id)
+  end
   if from == 'running' then
     redis.call('ZREM', P .. 'running', id)
     redis.call('HDEL', jk, 'owner')
@@ -64,17 +74,42 @@ local function move(id, from, to, deadline)
   if not LIVE[to] then
     local f = redis.call('HMGET', jk, 'repo', 'pr_number')
     redis.call('SREM', prkey(f[1], f[2]) .. ':live', id)
+    local t = now()
+    redis.call('HSET', jk, 'finished_at', t)
+    redis.call('ZADD', P .. 'jobs:finished', t, id)
   end
 end
--- Running jobs whose lease ran out go back to the queue as their next attempt.
-local function reap(t)
-  local expired = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', t)
-  for _, id in ipairs(expired) do
-    move(id, 'running', 'queued')
-    redis.call('HINCRBY', jkey(id), 'attempt', 1)
-    redis.call('HDEL', jkey(id), 'started_at')
+-- Running jobs by owner, for the owners in `wanted` (every owner when nil).
+local function held(wanted)
+  local by = {}
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'running', 0, -1)) do
+    local owner = redis.call('HGET', jkey(id), 'owner') or ''
+    if wanted == nil or wanted[owner] then
+      by[owner] = by[owner] or {}
+      table.insert(by[owner], id)
+    end
   end
-  return #expired
+  return by
+end
+-- An owner with an expired lease is dead: all its running jobs go back to the queue as suspects,
+-- and the attempt is charged only to a job that ran alone there.
+local function reap(t)
+  local dead = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', t)) do
+    dead[redis.call('HGET', jkey(id), 'owner') or ''] = true
+  end
+  local n = 0
+  for _, ids in pairs(held(dead)) do
+    for _, id in ipairs(ids) do
+      move(id, 'running', 'queued')
+      if #ids == 1 then redis.call('HINCRBY', jkey(id), 'attempt', 1) end
+      redis.call('HSET', jkey(id), 'suspect', 1)
+      redis.call('HDEL', jkey(id), 'started_at')
+      redis.call('ZADD', P .. 'suspects', id, id)
+      n = n + 1
+    end
+  end
+  return n
 end
 local function job_row(id)
   return redis.call('HMGET', jkey(id), 'id', 'installation_id', 'repo', 'pr_number', 'head_sha', 'reason',
@@ -115,6 +150,7 @@ if ARGV[3] ~= '' then redis.call('HSET', dk, 'error', ARGV[3]) else redis.call('
 redis.call('HDEL', dk, 'owner', 'payload')
 redis.call('ZREM', P .. 'deliveries:pending', ARGV[2])
 redis.call('ZREM', P .. 'deliveries:leases', ARGV[2])
+redis.call('ZADD', P .. 'deliveries:finished', now(), ARGV[2])
 return 1
 """
 
@@ -127,7 +163,6 @@ for _, id in ipairs(redis.call('SMEMBERS', pk .. ':live')) do
   local f = redis.call('HMGET', jkey(id), 'state', 'head_sha')
   if f[1] == 'queued' then
     move(id, 'queued', 'superseded')
-    redis.call('HSET', jkey(id), 'finished_at', t)
   elseif f[1] == 'running' and f[2] ~= sha then
     move(id, 'running', 'superseded')
   end
@@ -147,13 +182,11 @@ return id
 
 # ARGV: prefix, repo, pr_number
 CANCEL_PR = LIB + """
-local t = now()
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', prkey(ARGV[2], ARGV[3]) .. ':live')) do
   local st = redis.call('HGET', jkey(id), 'state')
   if LIVE[st] then
     move(id, st, 'cancelled')
-    redis.call('HSET', jkey(id), 'finished_at', t)
     n = n + 1
   end
 end
@@ -165,7 +198,7 @@ CLAIM = LIB + """
 local t = now()
 reap(t)
 local blocked = {}
-for _, id in ipairs(redis.call('ZRANGE', P .. 'queued', 0, -1)) do
+local function pr_busy(id)
   local f = redis.call('HMGET', jkey(id), 'repo', 'pr_number')
   local pk = prkey(f[1], f[2])
   if blocked[pk] == nil then
@@ -174,11 +207,24 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'queued', 0, -1)) do
       if redis.call('HGET', jkey(other), 'state') == 'running' then blocked[pk] = true end
     end
   end
-  if not blocked[pk] then
-    move(id, 'queued', 'running', t + tonumber(ARGV[3]))
-    redis.call('HSET', jkey(id), 'owner', ARGV[2], 'started_at', t)
-    return job_row(id)
-  end
+  return blocked[pk]
+end
+local function start(id)
+  move(id, 'queued', 'running', t + tonumber(ARGV[3]))
+  redis.call('HSET', jkey(id), 'owner', ARGV[2], 'started_at', t)
+  return job_row(id)
+end
+local mine = held({[ARGV[2]] = true})[ARGV[2]] or {}
+for _, id in ipairs(mine) do
+  if redis.call('HGET', jkey(id), 'suspect') == '1' then return nil end
+end
+local suspect = redis.call('ZRANGE', P .. 'suspects', 0, 0)[1]
+if suspect then
+  if #mine > 0 or pr_busy(suspect) then return nil end
+  return start(suspect)
+end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'queued', 0, -1)) do
+  if not pr_busy(id) then return start(id) end
 end
 return nil
 """
@@ -186,22 +232,66 @@ return nil
 # ARGV: prefix, owner, job id, final state, error ('' for none)
 FINISH = LIB + """
 local jk = jkey(ARGV[3])
-if redis.call('EXISTS', jk) == 0 then return 0 end
-local f = redis.call('HMGET', jk, 'state', 'owner', 'finished_at')
-local t = now()
-if f[1] == 'running' then
-  if f[2] ~= ARGV[2] then return 0 end
-  move(ARGV[3], 'running', ARGV[4])
-  redis.call('HSET', jk, 'finished_at', t)
-  if ARGV[5] ~= '' then redis.call('HSET', jk, 'error', ARGV[5]) else redis.call('HDEL', jk, 'error') end
-  return 1
-end
-if not f[3] then redis.call('HSET', jk, 'finished_at', t) end
-return 0
+local f = redis.call('HMGET', jk, 'state', 'owner')
+if f[1] ~= 'running' or f[2] ~= ARGV[2] then return 0 end
+move(ARGV[3], 'running', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', jk, 'error', ARGV[5]) else redis.call('HDEL', jk, 'error') end
+return 1
 """
 
 RECOVER = LIB + """
 return reap(now())
+"""
+
+# Stores written before retention hold finished work outside the finish-time indexes: index it, once.
+BACKFILL = LIB + """
+if not redis.call('SET', P .. 'schema:retention', '1', 'NX') then return 0 end
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', P .. 'jobs', 0, -1)) do
+  local f = redis.call('HMGET', jkey(id), 'state', 'finished_at', 'created_at')
+  if f[1] and not LIVE[f[1]] then
+    redis.call('ZADD', P .. 'jobs:finished', tonumber(f[2] or f[3]), id)
+    n = n + 1
+  end
+end
+local cursor = '0'
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', P .. 'delivery:*', 'COUNT', 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    local t = key ~= P .. 'delivery:seq' and redis.call('HGET', key, 'finished_at')
+    if t then
+      redis.call('ZADD', P .. 'deliveries:finished', tonumber(t), string.sub(key, #P + 10))
+      n = n + 1
+    end
+  end
+until cursor == '0'
+return n
+"""
+
+# ARGV: prefix, retention seconds, batch size. Returns how many jobs and deliveries were deleted.
+PRUNE = LIB + """
+local cutoff = now() - tonumber(ARGV[2])
+local batch = tonumber(ARGV[3])
+local n = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'jobs:finished', '-inf', cutoff, 'LIMIT', 0, batch)) do
+  local f = redis.call('HMGET', jkey(id), 'repo', 'pr_number', 'state')
+  redis.call('ZREM', P .. 'jobs:finished', id)
+  if f[1] then
+    redis.call('DEL', jkey(id))
+    redis.call('ZREM', P .. 'jobs', id)
+    redis.call('ZREM', P .. 'repo:' .. f[1], id)
+    redis.call('ZREM', prkey(f[1], f[2]) .. ':all', id)
+    redis.call('HINCRBY', P .. 'counts', f[3], -1)
+    n = n + 1
+  end
+end
+for _, d in ipairs(redis.call('ZRANGEBYSCORE', P .. 'deliveries:finished', '-inf', cutoff, 'LIMIT', 0, batch)) do
+  redis.call('ZREM', P .. 'deliveries:finished', d)
+  redis.call('DEL', P .. 'delivery:' .. d)
+  n = n + 1
+end
+return n
 """
 
 # ARGV: prefix, owner, lease seconds (0 gives the leases up), delivery id or '', job ids...
@@ -263,6 +353,7 @@ class RedisQueue(Queue):
         self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
         self._redis = client
         self.owner = uuid.uuid4().hex
+        await self._run("backfill")
         if self.renew:
             self._renewer = asyncio.create_task(self._renew_forever(), name="redis-queue-lease-renewal")
 
@@ -338,6 +429,11 @@ class RedisQueue(Queue):
     async def cancel_pr(self, repo: str, pr_number: int) -> int:
         return int(await self._run("cancel_pr", repo, pr_number))
 
+    async def live_jobs(self, repo: str, pr_number: int) -> list[Job]:
+        ids = await self.redis.smembers(f"{self.prefix}pr:{repo}#{pr_number}:live")
+        jobs = await self._rows(sorted(ids, key=int))
+        return [j for j in jobs if j.state in LIVE_STATES]
+
     async def claim(self) -> Job | None:
         row = await self._run("claim", self.owner, self.lease)
         if row is None:
@@ -362,6 +458,15 @@ class RedisQueue(Queue):
     async def recover(self) -> int:
         return int(await self._run("recover"))
 
+    async def prune(self, retention: float) -> int:
+        """In batches, so no single script blocks Redis for long."""
+        total = 0
+        while (n := int(await self._run("prune", retention, PRUNE_BATCH))) > 0:
+            total += n
+            if n < PRUNE_BATCH:
+                break
+        return total
+
     async def counts(self) -> dict[str, int]:
         stored = await self.redis.hgetall(f"{self.prefix}counts")
         return {state.value: int(stored.get(state.value, 0)) for state in JobState}
@@ -372,14 +477,17 @@ class RedisQueue(Queue):
             index = f"{self.prefix}pr:{repo}#{pr_number}:all"
         elif repo is not None:
             index = f"{self.prefix}repo:{repo}"
-        ids = await self.redis.zrange(index, 0, -1)
+        return await self._rows(await self.redis.zrange(index, 0, -1))
+
+    async def _rows(self, ids: list[str]) -> list[Job]:
+        """The jobs still stored among `ids` (one may be pruned between listing and reading)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for id_ in ids:
                 pipe.hmget(f"{self.prefix}job:{id_}", *JOB_FIELDS)
             rows = await pipe.execute()
-        return [_job(row) for row in rows]
+        return [_job(row) for row in rows if row[0] is not None]
 
 
 SCRIPTS = {"add_delivery": ADD_DELIVERY, "next_delivery": NEXT_DELIVERY, "finish_delivery": FINISH_DELIVERY,
            "enqueue": ENQUEUE, "cancel_pr": CANCEL_PR, "claim": CLAIM, "finish": FINISH, "recover": RECOVER,
-           "renew": RENEW}
+           "renew": RENEW, "prune": PRUNE, "backfill": BACKFILL}

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from .base import Delivery, Job, JobState, Queue
+from .base import FINAL_STATES, LIVE_STATES, Delivery, Job, JobState, Queue
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -33,18 +33,55 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    error TEXT
+    error TEXT,
+    suspect INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_pr ON jobs (repo, pr_number, state);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_finish ON deliveries (finished_at);
 """
 JOB_COLUMNS = "id, installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt, state"
+FINAL = ", ".join(f"'{state.value}'" for state in FINAL_STATES)
+# Stores created before crash suspects and retention: add the column, and give finished work what
+# pruning needs (a finish time; no payload once handled).
+MIGRATIONS = {"suspect": (
+    "ALTER TABLE jobs ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0",
+    f"UPDATE jobs SET finished_at = coalesce(started_at, created_at) WHERE finished_at IS NULL AND state IN ({FINAL})",
+    "UPDATE deliveries SET payload = '' WHERE finished_at IS NOT NULL",
+)}
+OLDEST_CLAIMABLE = (
+    f"SELECT {JOB_COLUMNS} FROM jobs AS j WHERE state = 'queued' AND NOT EXISTS ("
+    " SELECT 1 FROM jobs AS r WHERE r.repo = j.repo AND r.pr_number = j.pr_number AND r.state = 'running')"
+    " ORDER BY id LIMIT 1")
+OLDEST_SUSPECT = f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND suspect = 1 ORDER BY id LIMIT 1"
 
 
 def _job(row: tuple) -> Job:
     id_, inst, repo, pr, sha, reason, delivery, attempt, state = row
     return Job(installation_id=inst, repo=repo, pr_number=pr, head_sha=sha, reason=reason,
                delivery_id=delivery, attempt=attempt, id=id_, state=JobState(state))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for column, statements in MIGRATIONS.items():
+        if column not in columns:
+            for sql in statements:
+                db.execute(sql)
+
+
+def _claimable(db: sqlite3.Connection) -> tuple | None:
+    """The next job to start (see "Crash accounting" in base.py): a suspect only into an idle
+    process, nothing beside a running suspect, otherwise the oldest job of a PR with nothing running."""
+    running, suspect_running = db.execute(
+        "SELECT count(*), coalesce(max(suspect), 0) FROM jobs WHERE state = 'running'").fetchone()
+    if suspect_running:
+        return None
+    suspect = db.execute(OLDEST_SUSPECT).fetchone()
+    if suspect is not None:
+        return None if running else suspect
+    return db.execute(OLDEST_CLAIMABLE).fetchone()
 
 
 class SqliteQueue(Queue):
@@ -64,6 +101,7 @@ class SqliteQueue(Queue):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(SCHEMA)
+        _migrate(db)
         self._db = db
 
     async def close(self) -> None:
@@ -108,8 +146,9 @@ class SqliteQueue(Queue):
         return Delivery(*row) if row else None
 
     async def finish_delivery(self, delivery_id: str, error: str | None = None) -> None:
+        """The payload is dropped: nothing reads it again, and only the id is needed for deduplication."""
         with self._tx() as db:
-            db.execute("UPDATE deliveries SET finished_at = ?, error = ? WHERE delivery_id = ?",
+            db.execute("UPDATE deliveries SET finished_at = ?, error = ?, payload = '' WHERE delivery_id = ?",
                        (time.time(), error, delivery_id))
 
     async def enqueue(self, job: Job) -> Job:
@@ -117,8 +156,9 @@ class SqliteQueue(Queue):
             db.execute("UPDATE jobs SET state = ?, finished_at = ? WHERE repo = ? AND pr_number = ? AND state = ?",
                        (JobState.SUPERSEDED, time.time(), job.repo, job.pr_number, JobState.QUEUED))
             db.execute(
-                "UPDATE jobs SET state = ? WHERE repo = ? AND pr_number = ? AND state = ? AND head_sha != ?",
-                (JobState.SUPERSEDED, job.repo, job.pr_number, JobState.RUNNING, job.head_sha))
+                "UPDATE jobs SET state = ?, finished_at = ? WHERE repo = ? AND pr_number = ? AND state = ?"
+                " AND head_sha != ?",
+                (JobState.SUPERSEDED, time.time(), job.repo, job.pr_number, JobState.RUNNING, job.head_sha))
             cur = db.execute(
                 "INSERT INTO jobs (installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt,"
                 " state, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -133,12 +173,14 @@ class SqliteQueue(Queue):
                 (JobState.CANCELLED, time.time(), repo, pr_number, JobState.QUEUED, JobState.RUNNING))
             return cur.rowcount
 
+    async def live_jobs(self, repo: str, pr_number: int) -> list[Job]:
+        rows = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE repo = ? AND pr_number = ? AND state IN (?, ?)"
+                               " ORDER BY id", (repo, pr_number, JobState.QUEUED, JobState.RUNNING))
+        return [_job(row) for row in rows]
+
     async def claim(self) -> Job | None:
         with self._tx() as db:
-            row = db.execute(
-                f"SELECT {JOB_COLUMNS} FROM jobs AS j WHERE state = ? AND NOT EXISTS ("
-                " SELECT 1 FROM jobs AS r WHERE r.repo = j.repo AND r.pr_number = j.pr_number AND r.state = ?)"
-                " ORDER BY id LIMIT 1", (JobState.QUEUED, JobState.RUNNING)).fetchone()
+            row = _claimable(db)
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = ?, started_at = ? WHERE id = ?",
@@ -152,19 +194,27 @@ class SqliteQueue(Queue):
         return JobState(row[0])
 
     async def finish(self, job_id: int, state: JobState, error: str | None = None) -> bool:
+        if state in LIVE_STATES:
+            raise ValueError(f"finish needs a final state, not {state.value}")
         with self._tx() as db:
             cur = db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state = ?",
                              (state, time.time(), error, job_id, JobState.RUNNING))
-            if cur.rowcount == 0:
-                db.execute("UPDATE jobs SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
-                           (time.time(), job_id))
             return cur.rowcount == 1
 
     async def recover(self) -> int:
+        """One process uses the store, so every running job was running when it died."""
         with self._tx() as db:
-            cur = db.execute("UPDATE jobs SET state = ?, attempt = attempt + 1, started_at = NULL WHERE state = ?",
-                             (JobState.QUEUED, JobState.RUNNING))
-            return cur.rowcount
+            (running,) = db.execute("SELECT count(*) FROM jobs WHERE state = ?", (JobState.RUNNING,)).fetchone()
+            db.execute("UPDATE jobs SET state = ?, attempt = attempt + ?, suspect = 1, started_at = NULL"
+                       " WHERE state = ?", (JobState.QUEUED, int(running == 1), JobState.RUNNING))
+            return running
+
+    async def prune(self, retention: float) -> int:
+        cutoff = time.time() - retention
+        with self._tx() as db:
+            jobs = db.execute(f"DELETE FROM jobs WHERE finished_at <= ? AND state IN ({FINAL})", (cutoff,))
+            deliveries = db.execute("DELETE FROM deliveries WHERE finished_at <= ?", (cutoff,))
+            return jobs.rowcount + deliveries.rowcount
 
     async def counts(self) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
