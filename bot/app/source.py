@@ -2,18 +2,26 @@
 
 Tarballs are PR content, so their limits are enforced here: only regular files are written, paths
 are stripped of GitHub's `owner-repo-sha/` folder and must stay inside the destination, and the
-total size and file count are bounded.
+number of entries, the declared sizes and the decompressed stream are all bounded. Extraction
+streams (no member list is kept) and runs in a thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import errno
+import gzip
 import io
 import logging
+import shutil
 import tarfile
-from dataclasses import dataclass
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from gidgethub import BadRequest
 
@@ -22,6 +30,10 @@ log = logging.getLogger(__name__)
 # pulls/list-files returns at most 3000 files; a PR that reaches it must be treated as touching everything.
 LIST_FILES_CAP = 3000
 CONFIG_PATH = ".github/infra-review.yml"
+# A header block, a pax or long-name block and padding: what an entry may add to its data in the stream.
+HEADER_ALLOWANCE = 1536
+_CHUNK = 1024 * 1024
+_SHOWN = 120
 
 
 @dataclass(frozen=True)
@@ -46,9 +58,15 @@ class ChangedFiles:
 @dataclass(frozen=True)
 class ExtractLimits:
     max_files: int = 20_000
-    max_total_bytes: int = 256 * 1024 * 1024
+    max_entries: int = 40_000  # every member counts: files, folders, links, special files
+    max_total_bytes: int = 256 * 1024 * 1024  # the sizes all members declare, skipped ones included
     max_file_bytes: int = 16 * 1024 * 1024
     max_archive_bytes: int = 128 * 1024 * 1024
+
+    @property
+    def max_stream_bytes(self) -> int:
+        """Decompressed bytes read in all: the members' data plus a header allowance per entry."""
+        return self.max_total_bytes + self.max_entries * HEADER_ALLOWANCE
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,20 @@ async def fetch_tree(gh: Any, repo: str, ref: str, dest: Path, limits: ExtractLi
     """Download the tarball of `ref` (redirect followed by the session) and extract it into `dest`."""
     data = await gh.download("/repos/{owner}/{repo}/tarball/{ref}", {**_split(repo), "ref": ref},
                              max_bytes=limits.max_archive_bytes)
-    return extract_tarball(data, dest, limits)
+    return await _extract_off_loop(data, dest, limits)
+
+
+async def _extract_off_loop(data: bytes, dest: Path, limits: ExtractLimits) -> ExtractStats:
+    """Extraction is CPU and disk work, so it runs in a thread. A cancelled review stops it at the
+    next member and waits for that, so the caller's temporary directory is not removed under it."""
+    stop = threading.Event()
+    task = asyncio.ensure_future(asyncio.to_thread(extract_tarball, data, dest, limits, stop))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([task])
+        raise
 
 
 def _member_path(name: str) -> PurePosixPath | None:
@@ -100,45 +131,134 @@ def _member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def extract_tarball(data: bytes, dest: Path, limits: ExtractLimits = ExtractLimits()) -> ExtractStats:
-    """Write the regular files of a GitHub tarball under `dest`; links and special files are skipped."""
+def _shown(name: object) -> str:
+    text = str(name)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+class _Budget:
+    """The decompressed stream, refused past `limit` bytes: skipped members' data is read too (a
+    stream can only be read past), so this bounds the work a small archive can cause."""
+
+    def __init__(self, source: BinaryIO, limit: int) -> None:
+        self.source, self.limit, self.used = source, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        room = self.limit - self.used + 1
+        chunk = self.source.read(room if size < 0 else min(size, room))
+        self.used += len(chunk)
+        if self.used > self.limit:
+            raise ArchiveRejected(f"the archive unpacks to more than {self.limit} bytes, headers included")
+        return chunk
+
+
+def _decompressed(data: bytes) -> BinaryIO:
+    """GitHub sends gzip; a plain tar is read as is."""
+    raw = io.BytesIO(data)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if data[:2] == b"\x1f\x8b" else raw
+
+
+def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Each member once, as it streams by (tarfile would otherwise keep every TarInfo it has read)."""
+    while (member := archive.next()) is not None:
+        archive.members.clear()
+        yield member
+
+
+def _check_end(archive: tarfile.TarFile) -> None:
+    """Only zero blocks may follow the last member: tarfile also stops at a corrupt header, which
+    would otherwise leave a partial tree. Reading to the end checks gzip's length and CRC too."""
+    while chunk := archive.fileobj.read(_CHUNK):
+        if chunk.strip(b"\0"):
+            raise ArchiveRejected("the archive is corrupt: unreadable data after its last readable entry")
+
+
+def _unwritable(rel: PurePosixPath, exc: OSError) -> ArchiveRejected:
+    if exc.errno == errno.ENAMETOOLONG:
+        reason = "its path is longer than the file system allows"
+    elif exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        reason = "the archive has it as both a file and a folder"
+    else:
+        reason = exc.strerror or str(exc)
+    return ArchiveRejected(f"{_shown(rel)} cannot be extracted: {reason}")
+
+
+@dataclass
+class _Extraction:
+    """One pass over the members: every entry is counted and its declared size checked before any of
+    its data is read; only regular files are written."""
+
+    dest: Path
+    limits: ExtractLimits
+    stop: threading.Event | None = None
+    files: int = 0
+    entries: int = 0
+    declared: int = 0
+    written: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def run(self, archive: tarfile.TarFile) -> ExtractStats:
+        for member in _members(archive):
+            self._count(member)
+            rel = _member_path(member.name) if member.isreg() else None
+            if rel is not None:
+                self._write(archive, member, rel)
+            elif not member.isdir():
+                self.skipped.append(member.name)
+        _check_end(archive)
+        return ExtractStats(files=self.files, bytes=self.written, skipped=tuple(self.skipped))
+
+    def _count(self, member: tarfile.TarInfo) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise ArchiveRejected("extraction stopped: the review was cancelled")
+        limits = self.limits
+        self.entries += 1
+        if self.entries > limits.max_entries:
+            raise ArchiveRejected(f"the archive has more than {limits.max_entries} entries "
+                                  "(files, folders, links and special files all count)")
+        if member.size > limits.max_file_bytes:
+            raise ArchiveRejected(f"{_shown(member.name)} is {member.size} bytes "
+                                  f"(limit {limits.max_file_bytes})")
+        self.declared += member.size
+        if self.declared > limits.max_total_bytes:
+            raise ArchiveRejected(f"the archive has more than {limits.max_total_bytes} bytes unpacked")
+
+    def _write(self, archive: tarfile.TarFile, member: tarfile.TarInfo, rel: PurePosixPath) -> None:
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise ArchiveRejected(f"the archive has more than {self.limits.max_files} files")
+        source = archive.extractfile(member)
+        try:
+            target = (self.dest / rel).resolve()
+            if not target.is_relative_to(self.dest):
+                self.skipped.append(member.name)
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                shutil.copyfileobj(source, out, _CHUNK)
+        except OSError as exc:
+            raise _unwritable(rel, exc) from None
+        self.written += member.size
+
+
+def extract_tarball(data: bytes, dest: Path, limits: ExtractLimits = ExtractLimits(),
+                    stop: threading.Event | None = None) -> ExtractStats:
+    """Write the regular files of a GitHub tarball under `dest`; links and special files are skipped.
+
+    The archive is read as a stream, so memory does not grow with the number of members; any way it
+    can fail (a limit, corrupt or truncated data, a path the file system cannot hold) is ArchiveRejected.
+    """
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
-    files = total = 0
-    skipped: list[str] = []
+    stream = _Budget(_decompressed(data), limits.max_stream_bytes)
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
-    except tarfile.TarError as exc:
-        raise ArchiveRejected(f"not a tar archive: {exc}") from None
-    with archive:
-        for member in archive:
-            if member.isdir() or member.type == tarfile.XGLTYPE:
-                continue
-            rel = _member_path(member.name)
-            if not member.isreg() or rel is None:
-                skipped.append(member.name)
-                continue
-            target = (dest / rel).resolve()
-            if not target.is_relative_to(dest):
-                skipped.append(member.name)
-                continue
-            if member.size > limits.max_file_bytes:
-                raise ArchiveRejected(f"{rel} is {member.size} bytes (limit {limits.max_file_bytes})")
-            files += 1
-            total += member.size
-            if files > limits.max_files:
-                raise ArchiveRejected(f"more than {limits.max_files} files")
-            if total > limits.max_total_bytes:
-                raise ArchiveRejected(f"more than {limits.max_total_bytes} bytes unpacked")
-            source = archive.extractfile(member)
-            if source is None:
-                skipped.append(member.name)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read(limits.max_file_bytes + 1))
-    if skipped:
-        log.info("tarball: skipped %d link/special/unsafe member(s)", len(skipped))
-    return ExtractStats(files=files, bytes=total, skipped=tuple(skipped))
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            stats = _Extraction(dest, limits, stop).run(archive)
+    except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
+        raise ArchiveRejected(f"the archive cannot be read: {_shown(exc) or type(exc).__name__}") from None
+    if stats.skipped:
+        log.info("tarball: skipped %d link/special/unsafe member(s)", len(stats.skipped))
+    return stats
 
 
 async def read_repo_config(gh: Any, repo: str, ref: str | None = None) -> str | None:

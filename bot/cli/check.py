@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 from bot.config import Config, ConfigError, parse_config
 from bot.model import Finding
 from bot.render.kustomize import RendererMissing
+from bot.repo.git import GitError, git
 from bot.repo.tree import find_root
 
 CONFIG_PATH = ".github/infra-review.yml"
@@ -34,17 +34,26 @@ def load_config(explicit: Path | None, root: Path) -> Config:
         raise UsageError(f"{path}: {exc}; fix the key or remove it (see docs/rules.md)") from None
 
 
-def materialize_ref(repo: Path, ref: str, dest: Path) -> Path:
-    """Extract a git revision of `repo` into `dest` (regular files only)."""
+def resolve_commit(repo: Path, ref: str, option: str = "--base") -> str:
+    """The commit `ref` names in `repo`. A ref starting with '-' is refused before git sees it: git
+    would read it as an option, and no branch or tag can be named so."""
+    if ref.startswith("-"):
+        raise UsageError(f"{option} {ref}: a revision cannot start with '-'; give a branch, tag or commit")
     try:
-        out = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", ref],
-                             capture_output=True, timeout=120, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(f"--base {ref}: cannot run git ({exc}); give a directory instead") from None
-    if out.returncode != 0:
-        msg = out.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown revision"]
-        raise UsageError(f"--base {ref}: not a directory nor a git revision of {repo} ({msg[0]})")
-    with tarfile.open(fileobj=BytesIO(out.stdout)) as tar:
+        out = git(repo, "rev-parse", "--verify", operands=[f"{ref}^{{commit}}"])
+    except GitError as exc:
+        raise UsageError(f"{option} {ref}: not a directory nor a git revision of {repo} ({exc})") from None
+    return out.decode().strip()
+
+
+def materialize_ref(repo: Path, ref: str, dest: Path, option: str = "--base") -> Path:
+    """Extract a git revision of `repo` into `dest` (regular files only)."""
+    commit = resolve_commit(repo, ref, option)
+    try:
+        data = git(repo, "archive", "--format=tar", operands=[commit])
+    except GitError as exc:
+        raise UsageError(f"{option} {ref}: cannot read it from {repo} ({exc})") from None
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
         tar.extractall(dest, members=[m for m in tar.getmembers() if m.isfile() or m.isdir()], filter="data")
     return dest
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 from pathlib import Path
+
+from bot.repo.git import git
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE_BRANCH = "main"
@@ -20,11 +21,8 @@ _GIT_ENV = {"GIT_AUTHOR_NAME": "infra-review demo", "GIT_AUTHOR_EMAIL": "demo@ex
             "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
 
 
-def _git(repo: Path, *args: str) -> None:
-    env = {**os.environ, **_GIT_ENV}
-    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=env, timeout=60, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {out.stderr.decode(errors='replace').strip()}")
+def _git(repo: Path, *command: str, operands: tuple[str, ...] = ()) -> None:
+    git(repo, *command, operands=operands, env={**os.environ, **_GIT_ENV}, timeout=60)
 
 
 def build_example_repo(dest: Path, examples: Path = EXAMPLES) -> Path:
@@ -36,7 +34,7 @@ def build_example_repo(dest: Path, examples: Path = EXAMPLES) -> Path:
     _git(dest, "add", "-A")
     _git(dest, "commit", "-q", "-m", "main: the shop before the pull request")
     _git(dest, "checkout", "-q", "-b", PR_BRANCH)
-    _git(dest, "apply", str((examples / "pull-request.patch").resolve()))
+    _git(dest, "apply", operands=(str((examples / "pull-request.patch").resolve()),))
     _git(dest, "add", "-A")
     _git(dest, "commit", "-q", "-m", "the example pull request")
     return dest

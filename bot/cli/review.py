@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bot.cli.check import UsageError, failing, load_config, materialize_ref
+from bot.cli.check import UsageError, failing, load_config, materialize_ref, resolve_commit
 from bot.model import Finding
 from bot.render.kustomize import RendererMissing
+from bot.repo.git import GitError, git
 from bot.review.anchors import parse_diff
 from bot.review.spans import object_spans
 
 
-def _git(repo: Path, *args: str) -> str:
+def _diff(repo: Path, span: str, *options: str) -> str:
     try:
-        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=120, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(f"cannot run git ({exc})") from None
-    if out.returncode != 0:
-        msg = out.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["git failed"]
-        raise UsageError(f"git {' '.join(args[:2])}: {msg[0]}")
-    return out.stdout.decode("utf-8", errors="replace")
+        out = git(repo, "diff", "-M", *options, operands=[span], paths=[])
+    except GitError as exc:
+        raise UsageError(f"git diff {span}: {exc}") from None
+    return out.decode("utf-8", errors="replace")
 
 
 def changed_paths(name_status: str) -> frozenset[str]:
@@ -50,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not (repo / ".git").exists():
             raise UsageError(f"--repo {args.repo}: not a git repository")
-        span = f"{args.base}...{args.head}"
-        changed = changed_paths(_git(repo, "diff", "--name-status", "-M", span, "--"))
-        diff = parse_diff(_git(repo, "diff", "-M", span, "--"))
+        base_sha, head_sha = resolve_commit(repo, args.base, "--base"), resolve_commit(repo, args.head, "--head")
+        span = f"{base_sha}...{head_sha}"
+        changed = changed_paths(_diff(repo, span, "--name-status"))
+        diff = parse_diff(_diff(repo, span))
         with tempfile.TemporaryDirectory(prefix="infra-review-review-") as tmp:
-            head = materialize_ref(repo, args.head, Path(tmp) / "head")
-            base = materialize_ref(repo, args.base, Path(tmp) / "base")
+            head = materialize_ref(repo, head_sha, Path(tmp) / "head", "--head")
+            base = materialize_ref(repo, base_sha, Path(tmp) / "base", "--base")
             config = load_config(args.config, base)
             report = run_check(head, base, config, changed=changed, affected_only=True)
             spans = object_spans(head, report.findings)

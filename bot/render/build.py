@@ -2,34 +2,43 @@
 
 The steps and their order follow the Flux kustomize-controller (generate → build → substitute).
 Results are cached by the content hash of the target's inputs, so an unchanged target is never
-rebuilt, and targets are rendered in parallel up to the core count.
+rebuilt, and targets are rendered in parallel up to the core count. The disk cache is bounded in
+size and age.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.deadline import Deadline
 from bot.model import ResourceId, Target
 from bot.objects import RenderedObject
 from bot.render import flux
-from bot.render.annotations import inject, own_origin, strip_output
-from bot.render.kustomize import Kustomize, clean_error, find_kustomize, run_build
+from bot.render.annotations import inject, own_origin, split_documents, strip_output
+from bot.render.kustomize import Kustomize, clean_error, find_kustomize, run_build, setting
 from bot.repo.discover import RepoModel
 from bot.repo.kustomization import BuildError
 from bot.repo.tree import KUSTOMIZATION_NAMES, PathEscape
-from bot.yamlpos import YamlError, load_docs
+from bot.yamlpos import YamlDoc, YamlError, load_docs
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: builds read their directory after `--`; results of version 1 are not trusted
 MAX_INPUT_BYTES = 64 * 1024 * 1024
+CACHE_MAX_BYTES = int(setting("INFRA_REVIEW_CACHE_MAX_BYTES", 1024**3))
+CACHE_MAX_AGE = setting("INFRA_REVIEW_CACHE_MAX_AGE", 7 * 24 * 3600)
+PRUNE_EVERY = 600.0  # seconds; shared by every process using the directory, through a stamp file
+_STAMP = ".pruned"
 
 
 def default_cache_dir() -> Path:
@@ -57,21 +66,34 @@ class Rendered:
 
 
 class DiskCache:
-    """Raw build results keyed by input hash; a corrupt or missing entry is just a miss."""
+    """Raw build results keyed by input hash; a corrupt or missing entry is just a miss.
 
-    def __init__(self, directory: Path | None):
+    The directory stays within `max_bytes` and `max_age` (seconds): a hit refreshes an entry's mtime,
+    and a scan every PRUNE_EVERY seconds, or after a tenth of `max_bytes` was written, removes
+    entries past the age, then the least recently used until the rest fits.
+    """
+
+    def __init__(self, directory: Path | None, max_bytes: int = CACHE_MAX_BYTES, max_age: float = CACHE_MAX_AGE):
         self.directory = directory
+        self.max_bytes, self.max_age = max_bytes, max_age
         self.memory: dict[str, dict[str, Any]] = {}
+        self._written = 0
+
+    def path(self, key: str) -> Path:
+        return Path(self.directory or ".", key[:2], f"{key}.json")
 
     def get(self, key: str) -> dict[str, Any] | None:
         if key in self.memory:
             return self.memory[key]
         if self.directory is None:
             return None
+        path = self.path(key)
         try:
-            value = json.loads((self.directory / key[:2] / f"{key}.json").read_text())
+            value = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)
         self.memory[key] = value
         return value
 
@@ -80,21 +102,81 @@ class DiskCache:
         if self.directory is None:
             return
         try:
-            path = self.directory / key[:2] / f"{key}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(value))
+            self._write(self.path(key), json.dumps(value))
+        except OSError:
+            return
+        if self._written > self.max_bytes // 10 or self._prune_due():
+            self.prune()
+
+    def _write(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
             os.replace(tmp, path)
         except OSError:
-            pass
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._written += len(text)
+
+    def _prune_due(self) -> bool:
+        try:
+            return time.time() - (self.directory / _STAMP).stat().st_mtime > PRUNE_EVERY
+        except OSError:
+            return True
+
+    def prune(self) -> None:
+        """Remove entries older than `max_age`, then the least recently used beyond `max_bytes`.
+        Best effort: a cache problem never fails a render."""
+        if self.directory is None:
+            return
+        self._written = 0
+        try:
+            (self.directory / _STAMP).touch()
+            entries = sorted((e for sub in os.scandir(self.directory) if sub.is_dir(follow_symlinks=False)
+                              for e in _cache_files(sub.path)), reverse=True)
+        except OSError:
+            return
+        now, kept = time.time(), 0
+        for mtime, size, path in entries:
+            if now - mtime <= self.max_age and kept + size <= self.max_bytes:
+                kept += size
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _cache_files(directory: str) -> Iterator[tuple[float, int, Path]]:
+    """(mtime, size, path) of the entries in one cache folder, and of temporary files a crashed write
+    left behind; a file another process removes meanwhile is skipped."""
+    for entry in os.scandir(directory):
+        if not entry.name.endswith((".json", ".tmp")):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            yield info.st_mtime, info.st_size, Path(entry.path)
+
+
+def _output_docs(text: str, name: str) -> list[YamlDoc]:
+    """The documents of a build's output, parsed one at a time: YAML's per-file bound then applies to
+    each object (etcd refuses objects over about 1.5 MiB anyway), while the output as a whole is
+    bounded by INFRA_REVIEW_MAX_TARGET_BYTES when it is read."""
+    docs: list[YamlDoc] = []
+    for i, part in enumerate(split_documents(text), 1):
+        docs.extend(load_docs(part, f"{name} (document {i})"))
+    return docs
 
 
 class Renderer:
     """Renders the targets of one repository model with one Kustomize binary."""
 
     def __init__(self, model: RepoModel, kustomize: Kustomize | None = None, cache: DiskCache | None = None,
-                 jobs: int | None = None, flux_emulation: bool = True):
+                 jobs: int | None = None, flux_emulation: bool = True, deadline: Deadline | None = None):
         self.model = model
+        self.deadline = deadline or Deadline()
         self.kustomize = kustomize or find_kustomize()
         self.cache = cache if cache is not None else DiskCache(default_cache_dir())
         self.jobs = jobs or os.cpu_count() or 2
@@ -159,18 +241,20 @@ class Renderer:
                 injected = self._materialize(target, files, scratch)
             except BuildError as exc:
                 return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False}, False
-            res = run_build(self.kustomize, scratch, target.path if target.path != "." else ".")
+            res = run_build(self.kustomize, scratch, target.path, stop=self.deadline)
             kfile = self.model.tree.kustomization_file(target.path) or target.path
             value = {"rc": res.returncode, "stdout": res.stdout, "injected": injected,
                      "error": None if res.returncode == 0 else [clean_error(res.stderr, scratch), kfile, None]}
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if value["rc"] != 124:
+        if not res.stopped:
             self.cache.put(key, value)
         return value, False
 
     # --- public --------------------------------------------------------------------------
     def render(self, target: Target) -> Rendered:
+        """One target's rendering; Stopped when the renderer's deadline says the work must stop."""
+        self.deadline.check()
         start = time.perf_counter()
         raw, cached = self._raw_build(target)
         out = Rendered(target, cached=cached)
@@ -192,9 +276,9 @@ class Renderer:
     def _objects(self, target: Target, text: str, origins: list | None) -> list[RenderedObject]:
         from bot.render.provenance import Provenance
 
-        prov = Provenance(self.model, target)
+        prov = Provenance(self.model, target, flux=self.flux_emulation)
         objects: list[RenderedObject] = []
-        docs = [d for d in load_docs(text, target.path) if isinstance(d.data, dict)]
+        docs = [d for d in _output_docs(text, target.path) if isinstance(d.data, dict)]
         for i, doc in enumerate(docs):
             origin = origins[i] if origins and i < len(origins) else None
             if origins is None:

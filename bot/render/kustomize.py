@@ -4,24 +4,52 @@ The scratch copy holds only the files the dependency graph says the target reads
 scan missed cannot be read; the binary runs with a timeout, an address-space cap, an empty
 environment (no HOME, no credentials), proxies pointing at a closed local port and a PATH with
 nothing on it (no git), so a remote reference the scan missed still cannot reach the network.
+The directory it builds comes after `--` as `./<dir>`, so no folder name is ever read as an option,
+and its output is read as it comes, up to a per-target limit.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import resource
+import selectors
 import shutil
+import signal
+import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-BUILD_TIMEOUT = float(os.environ.get("INFRA_REVIEW_BUILD_TIMEOUT", "60"))
+from bot.deadline import Deadline
+
+
+def setting(name: str, default: float) -> float:
+    """A positive number from the environment; a malformed value stops the program with its name."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{name}={raw!r}: expected a positive number")
+    return value
+
+
+BUILD_TIMEOUT = setting("INFRA_REVIEW_BUILD_TIMEOUT", 60)
+MAX_TARGET_BYTES = int(setting("INFRA_REVIEW_MAX_TARGET_BYTES", 16 * 1024 * 1024))
+MAX_STDERR = 64 * 1024  # the tail is kept: kustomize's reason is its last line
 MEMORY_CAP = 2 * 1024**3
-MAX_OUTPUT = 64 * 1024 * 1024
+FILE_SIZE_CAP = 64 * 1024 * 1024  # the build writes no files; this bounds any it tries to
 CLOSED_PROXY = "http://127.0.0.1:9"
+STOP_POLL = 0.2  # seconds between looks at the review's deadline while a build runs
+_CHUNK = 1024 * 1024
 
 
 class RendererMissing(RuntimeError):
@@ -74,20 +102,34 @@ def find_kustomize(explicit: str | None = None) -> Kustomize:
 
 @lru_cache(maxsize=1)
 def _empty_bin() -> str:
-    """An empty directory for the sandbox's PATH (one per user, reused; emptied if tampered with)."""
-    path = Path(tempfile.gettempdir()) / f"infra-review-nobin-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    for entry in path.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-    return str(path)
+    """A directory of this process's own for the sandbox's PATH: mkdtemp makes it unguessable and
+    0700, so no other user can create it first or put a program in it; removed at exit."""
+    path = tempfile.mkdtemp(prefix="infra-review-nobin-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def _private_and_empty(path: str) -> bool:
+    try:
+        info = os.lstat(path)
+        return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                and stat.S_IMODE(info.st_mode) == 0o700 and not os.listdir(path))
+    except OSError:
+        return False
+
+
+def _sandbox_path() -> str:
+    """`_empty_bin()`, replaced by a fresh one if it is ever no longer empty and ours."""
+    path = _empty_bin()
+    if not _private_and_empty(path):
+        _empty_bin.cache_clear()
+        path = _empty_bin()
+    return path
 
 
 def _sandbox_env() -> dict[str, str]:
     env = {
-        "PATH": _empty_bin(),
+        "PATH": _sandbox_path(),
         "HOME": "/nonexistent",
         "KUBECONFIG": "/dev/null",
         "GOMEMLIMIT": "1GiB",
@@ -102,7 +144,7 @@ def _sandbox_env() -> dict[str, str]:
 
 def _limits() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_OUTPUT, MAX_OUTPUT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_CAP, FILE_SIZE_CAP))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -111,21 +153,92 @@ class RunResult:
     returncode: int
     stdout: str
     stderr: str
+    stopped: bool = False  # killed by us (timeout, output limit): says nothing lasting about the inputs
 
 
-def run_build(kz: Kustomize, workdir: Path, directory: str, timeout: float = BUILD_TIMEOUT) -> RunResult:
-    """Run `kustomize build <directory>` inside `workdir` in the sandbox."""
-    argv = [*kz.argv, directory]
+class _OutputLimit(Exception):
+    """The build printed more than the per-target limit."""
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} bytes"
+
+
+def build_argv(kz: Kustomize, directory: str) -> list[str]:
+    """The build command for a directory: after `--` and as `./<dir>`, so that no folder name, such
+    as `--output=/some/file` or `-x`, can be read as an option."""
+    if directory != "." and not directory.startswith(("/", "./")):
+        directory = f"./{directory}"
+    return [*kz.argv, "--", directory]
+
+
+def _read_bounded(proc: subprocess.Popen, deadline: float, max_output: int, stop: Deadline) -> tuple[bytes, bytes]:
+    """All of stdout (up to `max_output`) and the tail of stderr, read as they come; Stopped as soon
+    as `stop` says the work it is part of must stop."""
+    out, err = bytearray(), bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        while sel.get_map():
+            stop.check()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            for key, _ in sel.select(min(remaining, STOP_POLL)):
+                chunk = os.read(key.fd, _CHUNK)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                key.data.extend(chunk)
+                if len(out) > max_output:
+                    raise _OutputLimit(f"the build printed more than {_size(max_output)}, the per-target "
+                                       "output limit (INFRA_REVIEW_MAX_TARGET_BYTES), and was stopped")
+                del err[:-MAX_STDERR]
+    return bytes(out), bytes(err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The build and anything it started (it leads its own session); called before it is reaped, so
+    the group id cannot belong to anyone else yet."""
     try:
-        proc = subprocess.run(
-            argv, cwd=workdir, env=_sandbox_env(), capture_output=True, timeout=timeout,
-            preexec_fn=_limits, start_new_session=True, check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return RunResult(124, "", f"kustomize build timed out after {timeout:.0f}s")
-    if len(proc.stdout) > MAX_OUTPUT:
-        return RunResult(1, "", f"kustomize output exceeds {MAX_OUTPUT} bytes")
-    return RunResult(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_build(kz: Kustomize, workdir: Path, directory: str, timeout: float = BUILD_TIMEOUT,
+              max_output: int | None = None, stop: Deadline | None = None) -> RunResult:
+    """Run `kustomize build <directory>` inside `workdir` in the sandbox. Its output is read as it
+    comes and the build is killed (with everything it started) past `timeout` or past `max_output`
+    bytes (default MAX_TARGET_BYTES), so neither a slow nor a huge build holds the service; and when
+    `stop` says the review it belongs to must stop (then Stopped is raised)."""
+    limit = MAX_TARGET_BYTES if max_output is None else max_output
+    stop = stop or Deadline()
+    stop.check()
+    try:
+        proc = subprocess.Popen(build_argv(kz, directory), cwd=workdir, env=_sandbox_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_limits, start_new_session=True)
+    except OSError as exc:
+        return RunResult(127, "", f"cannot run {kz.argv[0]}: {exc.strerror or exc}")
+    deadline = time.monotonic() + timeout
+    with proc:
+        try:
+            out, err = _read_bounded(proc, deadline, limit, stop)
+            proc.wait(max(deadline - time.monotonic(), 0))
+        except (TimeoutError, subprocess.TimeoutExpired):
+            _kill_group(proc)
+            return RunResult(124, "", f"kustomize build timed out after {timeout:.0f}s", stopped=True)
+        except _OutputLimit as exc:
+            _kill_group(proc)
+            return RunResult(1, "", str(exc), stopped=True)
+        except BaseException:
+            _kill_group(proc)
+            raise
+    return RunResult(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
 def clean_error(stderr: str, workdir: Path | None = None) -> str:
