@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from bot.model import SEVERITIES
+from bot.model import SEVERITIES, type_name
 
 TOP_KEYS = ("environments", "rules", "policy", "ignore", "fail_on", "comments", "forbid_suppression")
 FAIL_ON = ("new", "all")
@@ -206,13 +206,24 @@ def _parse_rules(raw: Any, config_aliases: dict[str, str]) -> tuple[dict, dict]:
             known = tuple(rules[rule_id].params)
             given = _mapping(body["params"], f"{loc}.params", known)
             for key, value in given.items():
-                default = rules[rule_id].params[key]
-                if type(value) is not type(default) and not (
-                    isinstance(default, float) and isinstance(value, int)
-                ):
-                    raise ConfigError(f"{loc}.params.{key}: must be a {type(default).__name__}")
+                _check_like(value, rules[rule_id].params[key], f"{loc}.params.{key}")
             params[rule_id] = dict(given)
     return severities, params
+
+
+def _check_like(value: Any, default: Any, loc: str) -> None:
+    """A parameter must have its default's type, and a list's items the type of the default's items,
+    so a rule never meets a value it cannot use (`forbidden_tags: [1]`)."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        ok = type(value) is type(default)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and (
+            isinstance(default, float) or isinstance(value, int))
+    if not ok:
+        raise ConfigError(f"{loc}: must be {type_name(default)}, not {type_name(value)}")
+    if isinstance(value, list) and default:
+        for i, item in enumerate(value):
+            _check_like(item, default[0], f"{loc}[{i}]")
 
 
 def _parse_policy(raw: Any, aliases: dict[str, str]) -> dict[str, Any]:

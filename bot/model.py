@@ -92,6 +92,24 @@ def format_path(segments: tuple[Segment, ...] | list[Segment]) -> str:
     return "".join(parts)
 
 
+def concrete_path(obj: Any, segments: tuple[Segment, ...]) -> tuple[str | int, ...]:
+    """`segments` with each `[name]` selector replaced by the index it selects in `obj`, as far as
+    they resolve (the rest is kept as written)."""
+    out: list[Any] = []
+    cur = obj
+    for i, seg in enumerate(segments):
+        if isinstance(seg, tuple):
+            idx = next((j for j, x in enumerate(cur) if isinstance(x, dict) and str(x.get(seg[0])) == seg[1]),
+                       None) if isinstance(cur, list) else None
+            if idx is None:
+                return (*out, *segments[i:])
+            seg = idx
+        out.append(seg)
+        cur = cur[seg] if isinstance(seg, int) and isinstance(cur, list) and -len(cur) <= seg < len(cur) \
+            else cur.get(seg) if isinstance(cur, dict) else None
+    return tuple(out)
+
+
 def get_path(obj: Any, path: str | tuple[Segment, ...]) -> Any:
     """The value at a field path, or None where any step is absent."""
     segs = parse_path(path) if isinstance(path, str) else path
@@ -108,6 +126,13 @@ def get_path(obj: Any, path: str | tuple[Segment, ...]) -> Any:
         if cur is None:
             return None
     return cur
+
+
+def type_name(value: Any) -> str:
+    """How YAML would call a value's type, for messages about a field of the wrong type."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", dict: "a mapping",
+             list: "a list"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,8 @@ class FluxRef:
     file: str
     line: int
     spec: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # Fields Flux's API would reject for their type, left out of `spec` (bot.repo.flux_spec).
+    problems: tuple[Any, ...] = field(default=(), compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -193,6 +220,8 @@ class Finding:
     # Every document that defines or patches the finding's resource (file, first line, last line):
     # where a review may anchor a comment when the finding's own line is outside the diff.
     places: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False, repr=False)
+    # The field path `origin` describes (the absent probe, not the container it belongs to).
+    located: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def fingerprint(self) -> str:

@@ -71,6 +71,54 @@ def _end_line(node: yaml.Node) -> int:
     return mark.line + 1 if mark.column > 0 else max(mark.line, node.start_mark.line + 1)
 
 
+# A span node: (first line, last line, children); children are a dict for a mapping, a list for a
+# sequence, None for a scalar.
+_SpanNode = tuple[int, int, "dict[Any, _SpanNode] | list[_SpanNode] | None"]
+
+
+class Spans:
+    """The line span of every key and list item of one document, looked up by path.
+
+    Stored as a tree whose subtrees are shared where the document repeats a node through an alias,
+    so the table costs what the file holds, not what its aliases expand to (a small file of nested
+    aliases would otherwise store hundreds of thousands of long paths).
+    """
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: _SpanNode) -> None:
+        self._root = root
+
+    def _node(self, path: tuple) -> _SpanNode | None:
+        cur: _SpanNode | None = self._root
+        for seg in path:
+            children = cur[2] if cur is not None else None
+            if isinstance(children, dict):
+                try:
+                    cur = children.get(seg)
+                except TypeError:
+                    return None
+            elif isinstance(children, list) and isinstance(seg, int) and 0 <= seg < len(children):
+                cur = children[seg]
+            else:
+                return None
+            if cur is None:
+                return None
+        return cur
+
+    def get(self, path: tuple, default: tuple[int, int] | None = None) -> tuple[int, int] | None:
+        node = self._node(path)
+        return (node[0], node[1]) if node is not None else default
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, tuple) and self._node(path) is not None
+
+    def sub(self, path: tuple) -> Spans | None:
+        """The spans of the value at `path`, with paths relative to it."""
+        node = self._node(path)
+        return Spans(node) if node is not None else None
+
+
 @dataclass
 class YamlDoc:
     """One document of a file: its data and the line span of every key and list item."""
@@ -79,7 +127,8 @@ class YamlDoc:
     index: int
     line: int
     end_line: int
-    spans: dict[tuple, tuple[int, int]] = field(default_factory=dict, repr=False)
+    spans: Spans = field(repr=False)
+    nodes: int = field(default=0, repr=False)  # nodes after alias expansion: what the data costs
 
     def _raw(self, segments: tuple[Segment, ...] | list[Segment]) -> tuple[tuple, int]:
         """Resolve `[name]` selectors to indices; returns the raw path and how many segments resolved."""
@@ -119,7 +168,7 @@ class YamlDoc:
         while raw and raw not in self.spans:
             raw = raw[:-1]
             n -= 1
-        return self.spans.get(raw, (self.line, self.end_line)), n
+        return self.spans.get(raw) or (self.line, self.end_line), n
 
 
 def _select(items: list, key: str, value: str) -> int | None:
@@ -138,32 +187,60 @@ def _select(items: list, key: str, value: str) -> int | None:
 
 
 class _Builder:
-    """Turns a composed node graph into Python data plus spans, counting expanded nodes."""
+    """Turns a composed node graph into Python data plus spans, counting expanded nodes.
+
+    The data is expanded (rules read plain lists and dicts), and every expanded node is charged to
+    the budget; the span children of a node are built once and shared by each alias to it.
+    """
 
     def __init__(self, budget: int):
         self.budget = budget
         self.constructor = _Constructor()
+        self._children: dict[int, Any] = {}  # id(node) -> its span children, for this document
 
-    def build(self, node: yaml.Node, path: tuple, spans: dict, depth: int, line: int | None) -> Any:
+    def document(self, node: yaml.Node) -> tuple[Any, _SpanNode]:
+        self._children = {}
+        data, children = self.build(node, 0)
+        start = node.start_mark.line + 1
+        return data, (start, max(start, _end_line(node)), children)
+
+    def build(self, node: yaml.Node, depth: int, spans: bool = True) -> tuple[Any, Any]:
+        """The node's data and, when `spans`, its span children."""
+        if spans and id(node) in self._children:
+            return self.build(node, depth, spans=False)[0], self._children[id(node)]
         self.budget -= 1
         if self.budget < 0:
             raise YamlError("document too large after alias expansion", node.start_mark.line + 1)
         if depth > MAX_DEPTH:
             raise YamlError(f"nesting deeper than {MAX_DEPTH}", node.start_mark.line + 1)
-        start = line if line is not None else node.start_mark.line + 1
-        spans[path] = (start, max(start, _end_line(node)))
         if isinstance(node, yaml.MappingNode):
             self.constructor.flatten_mapping(node)
             out: dict = {}
+            kids: dict | None = {} if spans else None
             for knode, vnode in node.value:
                 key = self.constructor.construct_object(knode, deep=True)
                 if isinstance(key, (list, dict)):
                     raise YamlError("unhashable mapping key", knode.start_mark.line + 1)
-                out[key] = self.build(vnode, path + (key,), spans, depth + 1, knode.start_mark.line + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,), spans, depth + 1, None) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+                out[key], grand = self.build(vnode, depth + 1, spans)
+                if kids is not None:
+                    start = knode.start_mark.line + 1
+                    kids[key] = (start, max(start, _end_line(vnode)), grand)
+            result: tuple[Any, Any] = (out, kids)
+        elif isinstance(node, yaml.SequenceNode):
+            items: list = []
+            seq: list | None = [] if spans else None
+            for item in node.value:
+                value, grand = self.build(item, depth + 1, spans)
+                items.append(value)
+                if seq is not None:
+                    start = item.start_mark.line + 1
+                    seq.append((start, max(start, _end_line(item)), grand))
+            result = (items, seq)
+        else:
+            result = (self.constructor.construct_object(node, deep=True), None)
+        if spans:
+            self._children[id(node)] = result[1]
+        return result
 
 
 def _check_size(text: str | bytes, name: str) -> None:
@@ -180,12 +257,11 @@ def load_docs(text: str, name: str = "<input>") -> list[YamlDoc]:
         for i, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
             if node is None:
                 continue
-            spans: dict[tuple, tuple[int, int]] = {}
-            data = builder.build(node, (), spans, 0, None)
+            before = builder.budget
+            data, root = builder.document(node)
             if data is None:
                 continue
-            line, end = spans[()]
-            docs.append(YamlDoc(data, i, line, end, spans))
+            docs.append(YamlDoc(data, i, root[0], root[1], Spans(root), before - builder.budget))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(f"{name}: {exc.problem or exc}", mark.line + 1 if mark else None) from None

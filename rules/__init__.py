@@ -24,6 +24,7 @@ from rules.suppression import ANNOTATION, Suppression, apply_suppressions, parse
 
 if TYPE_CHECKING:
     from bot.config import Config
+    from bot.deadline import Deadline
     from bot.repo.discover import RepoModel
 
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
@@ -86,7 +87,7 @@ def default_policy() -> dict[str, Any]:
     return yaml.safe_load(_policy_text())
 
 
-def run_env_rules(ctx: EnvContext, config: Config | None = None) -> list[Finding]:
+def run_env_rules(ctx: EnvContext, config: Config | None = None, deadline: Deadline | None = None) -> list[Finding]:
     """Every enabled environment-scope rule over `ctx`, with overrides and suppressions applied.
 
     `ctx.policy` is expected to be `effective_policy(config)`; findings in ignored paths are dropped,
@@ -101,6 +102,8 @@ def run_env_rules(ctx: EnvContext, config: Config | None = None) -> list[Finding
         by_id.setdefault(obj.id, []).extend(suppressions_of(obj))
     out: list[Finding] = []
     for rule in all_rules():
+        if deadline is not None:
+            deadline.check()
         if rule.scope != "env" or rule.check is None:
             continue
         severity = config.severity_for(rule, ctx.environment)
@@ -124,6 +127,7 @@ def run_repo_rules(
     changed_files: frozenset[str] | None = None,
     *,
     environment_by_path: Callable[[str], str | None] | None = None,
+    deadline: Deadline | None = None,
 ) -> list[Finding]:
     """Every enabled repository-scope rule, once over the whole repository model.
 
@@ -143,6 +147,8 @@ def run_repo_rules(
     scope = RepoScope(model, config, changed_files, environment_by_path)
     out: list[Finding] = []
     for rule in all_rules():
+        if deadline is not None:
+            deadline.check()
         # Repo rules, and environment rules with a repository part (hardcoded-secret on files no
         # target renders), define `check_repo`.
         check = getattr(importlib.import_module(f"{__name__}.{rule.id.replace('-', '_')}"), "check_repo", None)

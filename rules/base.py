@@ -198,6 +198,7 @@ def finding(
         field=field or None,
         origin=obj.origin(locate_path if locate_path is not None else field),
         suggestion=suggestion,
+        located=locate_path if locate_path is not None else field,
     )
 
 
@@ -261,8 +262,9 @@ _SUFFIX = {
     "Pi": Decimal(2**50),
     "Ei": Decimal(2**60),
 }
-_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)"
-_QUANTITY = re.compile(rf"^({_NUMBER})(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+# Possessive quantifiers: a PR value of many digits must cost linear time, not quadratic.
+_NUMBER = r"[+-]?(?:\d++(?:\.\d*+)?|\.\d++)"
+_QUANTITY = re.compile(rf"^({_NUMBER})(?:([eE][+-]?\d++)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
 
 
 def parse_quantity(value: Any) -> Decimal | None:

@@ -56,10 +56,15 @@ VALUE_FLAGS = frozenset({"-n", "--namespace", "--context", "--kube-context", "--
 TOOL = re.compile(r"(?<![\w.$-])(?:(kubectl|helm)|\$\{?\(?(KUBECTL|HELM)\)?\}?)(?=\s)")
 SEPARATORS = re.compile(r"\|\|?|&&|;|\)|`|\$\(")
 PRODUCTION = re.compile(r"(?i)(?<![a-z0-9])(?<!non-)(?<!non_)(?:prod|production|prd)(?![a-z])")
-FILE_TARGETS_PRODUCTION = re.compile(
-    r"(?im)^\s*(?:-\s*)?[\w-]*(?:environment|context|cluster)[\w-]*\s*[:=]\s*[\"']?[\w./-]*?"
-    r"(?<![a-z0-9])(?:prod|production|prd)(?![a-z])"
-)
+# `key: value` lines of a script or workflow; possessive, so a long line costs linear time.
+SETTING = re.compile(r"(?m)^[ \t]*+(?:-[ \t]*+)?([\w-]++)[ \t]*+[:=][ \t]*+[\"']?([\w./-]*+)")
+TARGET_KEY = re.compile(r"(?i)environment|context|cluster")
+PRODUCTION_WORD = re.compile(r"(?i)(?<![a-z0-9])(?:prod|production|prd)(?![a-z])")
+
+
+def targets_production(text: str) -> bool:
+    """A setting whose key names an environment, context or cluster, and whose value names production."""
+    return any(TARGET_KEY.search(m.group(1)) and PRODUCTION_WORD.search(m.group(2)) for m in SETTING.finditer(text))
 
 
 def is_script_or_ci(rel: str) -> bool:
@@ -140,7 +145,7 @@ def script_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
         if not is_script_or_ci(rel) or not scope.is_changed(rel) or scope.config.is_ignored(rel):
             continue
         lines = scope.model.tree.lines(rel)
-        file_env = "production" if (PRODUCTION.search(rel) or FILE_TARGETS_PRODUCTION.search("\n".join(lines))) \
+        file_env = "production" if (PRODUCTION.search(rel) or targets_production("\n".join(lines))) \
             else None
         seen: Counter[str] = Counter()
         for cmd in mutating_commands(lines):

@@ -42,6 +42,9 @@ RULE = Rule(
         "an omission.",
         "Warning: a `sourceRef`/`chartRef` naming a source kind and name that no file of the repository "
         "defines (it may exist only in the cluster); the bootstrap GitRepository `flux-system` is exempt.",
+        "Error: a field of the wrong type for Flux's API (`postBuild.substitute` values and image tags are "
+        "strings: an unquoted `3` or `1.25` is a number), since the API server then rejects the whole object; "
+        "the rest of the object is still checked without that field.",
         "Flux objects in files that a kustomization uses as patches are partial and not judged.",
     ),
 )
@@ -73,7 +76,7 @@ class _Emit:
         self.label = f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}"
 
     def __call__(self, intrinsic: str, field: str, message: str, remediation: str,
-                 suggestion: Suggestion | None = None, locate: str | None = None) -> Finding | None:
+                 suggestion: Suggestion | None = None, locate: tuple[str | int, ...] | None = None) -> Finding | None:
         severity = self.scope.severity(self.rule, self.environment, intrinsic)
         if severity is None:
             return None
@@ -83,7 +86,7 @@ class _Emit:
             environment=self.environment,
             message=f"{self.label} (`{self.ref.file}`, {where(self.environment)}): {message}",
             file=self.ref.file,
-            line=line_at(self.doc, *(locate or field).split(".")),
+            line=line_at(self.doc, *(locate or field.split("."))),
             field=field,
             resource=self.rid,
             remediation=remediation,
@@ -189,9 +192,26 @@ def helmrelease_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDo
     yield _source_ref_finding(emit, "spec.chart.spec.sourceRef", source, defined)
 
 
+def type_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc) -> Iterator[Finding | None]:
+    """Fields Flux's API rejects for their type (bot.repo.flux_spec): the whole object is refused."""
+    if not ref.problems:
+        return
+    emit = _Emit(scope, rule, ref, doc, scope.environment(scope.model.flux_path(ref) or ref.file, ref)
+                 if ref.kind == "Kustomization" else scope.environment(ref.file))
+    for problem in ref.problems:
+        yield emit(
+            "error", problem.field,
+            f"{problem.message}, so the API server rejects the {ref.kind} and Flux applies nothing of it.",
+            "Give the field the type Flux's API expects: quote a number or boolean meant as text "
+            "(`newTag: \"1.25\"`), or write the list or mapping the field holds.",
+            locate=("spec", *problem.segments),
+        )
+
+
 def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     defined = defined_sources(scope)
     for ref, doc in flux_docs(scope):
+        yield from (f for f in type_findings(scope, rule, ref, doc) if f is not None)
         if ref.kind == "Kustomization":
             found = kustomization_findings(scope, rule, ref, doc, defined)
         elif ref.kind == "HelmRelease":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bot.model import Finding, ResourceId
@@ -25,6 +26,9 @@ from rules.base import (
 ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,.*\]$", re.S)
 REFERENCE = re.compile(r"^(?:\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\})+$")
 FILE_PATH = re.compile(r"^/[^\s:]*$")
+SCAN_WINDOW = 4096
+SCAN_OVERLAP = 1024
+MAX_REDACTED_TEXT = 64 * 1024
 
 REMEDIATION = (
     "Put the value in a Secret manifest encrypted with SOPS (`sops -e -i <file>`, covered by a "
@@ -46,10 +50,22 @@ def sensitive_name(name: str, policy: dict[str, Any]) -> str | None:
     return None
 
 
+def windows(value: str) -> Iterator[str]:
+    """`value` in overlapping slices of SCAN_WINDOW characters: what a credential pattern sees. A
+    pattern's cost then grows linearly with the value even if the pattern (one from a repository's
+    config) is quadratic, and a match shorter than SCAN_OVERLAP is never split between two slices."""
+    if len(value) <= SCAN_WINDOW:
+        yield value
+        return
+    for start in range(0, len(value) - SCAN_OVERLAP, SCAN_WINDOW - SCAN_OVERLAP):
+        yield value[start:start + SCAN_WINDOW]
+
+
 def credential_shape(value: str, policy: dict[str, Any]) -> str | None:
     """The name of the first credential pattern `value` contains."""
     for pat in policy.get("credential_patterns") or ():
-        if re.search(pat["regex"], value):
+        pattern = re.compile(pat["regex"])
+        if any(pattern.search(part) for part in windows(value)):
             return pat["name"]
     return None
 
@@ -65,6 +81,100 @@ def _literal_problem(name: str, value: str, policy: dict[str, Any]) -> str | Non
     if pattern and not FILE_PATH.match(value.strip()):
         return f"the name contains {pattern!r}"
     return None
+
+
+REDACTED = "<redacted>"
+MIN_REDACTED = 4  # shorter values are too common to hide without hiding the message
+
+
+def _literal(entry: Any) -> tuple[str, str]:
+    """A generator literal or env line `key=value` as (key, value); without `=`, all of it is the value."""
+    key, sep, value = str(entry).partition("=")
+    return (key.strip(), value.strip()) if sep else ("", key.strip())
+
+
+def _secret_object_values(data: dict[str, Any]) -> Iterator[str]:
+    for section in ("data", "stringData"):
+        values = data.get(section)
+        for raw in values.values() if isinstance(values, dict) else ():
+            value = "" if raw is None else str(raw)
+            yield value
+            if section == "data":
+                try:
+                    yield base64.b64decode(value, validate=True).decode("utf-8", "replace")
+                except (binascii.Error, ValueError):
+                    pass
+
+
+def _generator_sources(data: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """(literal value, None) and ("", env or file path) of a kustomization's secretGenerators."""
+    gens = data.get("secretGenerator")
+    for gen in gens if isinstance(gens, list) else ():
+        if not isinstance(gen, dict):
+            continue
+        for field in ("literals", "envs", "files"):
+            entries = gen.get(field)
+            for entry in entries if isinstance(entries, list) else ():
+                yield (_literal(entry)[1], None) if field == "literals" else ("", _literal(entry)[1] or str(entry))
+
+
+def _credentials(data: Any, policy: dict[str, Any]) -> Iterator[str]:
+    """Values of a document the rule would call credentials: sensitive `key: value` and `name`/`value` pairs."""
+    if isinstance(data, list):
+        for item in data:
+            yield from _credentials(item, policy)
+        return
+    if not isinstance(data, dict):
+        return
+    pairs = list(data.items())
+    if isinstance(data.get("name"), str) and "value" in data:
+        pairs.append((data["name"], data["value"]))
+    for key, value in pairs:
+        if isinstance(value, dict | list):
+            yield from _credentials(value, policy)
+        elif value is not None and _literal_problem(str(key), str(value), policy):
+            yield str(value)
+
+
+def secret_values(tree: Any, files: Iterable[str], policy: dict[str, Any]) -> set[str]:
+    """Values in `files` (a target's inputs) that no output may show: every value of a Secret or a
+    secretGenerator (literals, env files, files), and whatever the rule calls a credential."""
+    from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape
+    from bot.yamlpos import YamlError
+
+    out: set[str] = set()
+    for rel in files:
+        if not (rel.endswith(YAML_SUFFIXES) or posixpath.basename(rel) in KUSTOMIZATION_NAMES):
+            out.update(v for k, v in map(_literal, tree.lines(rel)) if k and _literal_problem(k, v, policy))
+            continue
+        try:
+            docs = tree.docs(rel)
+        except YamlError:
+            continue
+        for doc in docs:
+            if not isinstance(doc.data, dict):
+                continue
+            if doc.data.get("kind") == "Secret":
+                out.update(_secret_object_values(doc.data))
+            out.update(_credentials(doc.data, policy))
+            for value, source in _generator_sources(doc.data):
+                out.add(value)
+                try:
+                    lines = tree.lines(tree.resolve(posixpath.dirname(rel), source)) if source else []
+                except PathEscape:
+                    continue
+                out.update(_literal(line)[1] for line in lines)
+    return {v for v in out if len(v) >= MIN_REDACTED}
+
+
+def redact(text: str, values: Iterable[str], policy: dict[str, Any]) -> str:
+    """`text` (a renderer's error) with every known secret value, and anything credential-shaped,
+    replaced by REDACTED: it is published where findings are, under the same promise."""
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    for pat in policy.get("credential_patterns") or ():
+        text = re.compile(pat["regex"]).sub(REDACTED, text[:MAX_REDACTED_TEXT])
+    return text
 
 
 def _secret_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Iterator[Finding]:

@@ -76,7 +76,9 @@ def inject(kustomization_text: str) -> tuple[str, bool]:
     if meta is None:
         sep = "" if kustomization_text.endswith("\n") or not kustomization_text else "\n"
         return f"{kustomization_text}{sep}buildMetadata: [originAnnotations]\n", True
-    data["buildMetadata"] = [*(meta if isinstance(meta, list) else []), "originAnnotations"]
+    if not isinstance(meta, list):
+        return kustomization_text, False  # invalid: kustomize refuses it, as it would without us
+    data["buildMetadata"] = [*meta, "originAnnotations"]
     return yaml.safe_dump(data, sort_keys=False), True
 
 

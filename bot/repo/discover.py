@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.model import FluxRef, Target
 from bot.repo.environments import env_from_path, overlay_env
+from bot.repo.flux_spec import checked_spec
 from bot.repo.graph import Graph, Inputs, touches
 from bot.repo.kustomization import BuildError
 from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape, RepoTree
@@ -76,11 +77,11 @@ class RepoModel:
                 kind = flux_kind(doc.data)
                 if not kind:
                     continue
-                meta = doc.data.get("metadata") or {}
-                spec = doc.data.get("spec") if isinstance(doc.data.get("spec"), dict) else {}
+                meta = doc.data.get("metadata") if isinstance(doc.data.get("metadata"), dict) else {}
+                spec, problems = checked_spec(kind, doc.data.get("spec"))
                 name_span = doc.span(("metadata", "name"))
                 out.append(FluxRef(kind, str(meta.get("name") or ""), str(meta.get("namespace") or ""),
-                                   rel, name_span[0] if name_span else doc.line, spec))
+                                   rel, name_span[0] if name_span else doc.line, spec, problems))
         return tuple(out)
 
     def flux_kustomizations(self) -> list[FluxRef]:

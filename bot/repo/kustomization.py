@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.model import type_name
 from bot.repo.tree import PathEscape, RepoTree
 from bot.yamlpos import YamlDoc, YamlError, load_data
 
@@ -66,6 +67,16 @@ class Kustomization:
         span = self.doc.span(segments)
         return span[0] if span else self.doc.line
 
+    def entries(self, fld: str) -> list[Any]:
+        """The list a field holds (empty when absent); BuildError at its line when it is not a list,
+        as `kustomize build` refuses it too."""
+        value = self.data.get(fld)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise BuildError(f"`{fld}` must be a list, not {type_name(value)}", self.file, self.line_of(fld))
+        return value
+
 
 def is_remote(value: str) -> bool:
     return bool(_REMOTE.search(value.strip()))
@@ -77,11 +88,14 @@ def _inline(value: str) -> bool:
 
 
 def generator_paths(gen: dict[str, Any]) -> list[tuple[str, str, tuple]]:
+    """(field, path, segments) of the files a generator reads; entries of the wrong type are left to
+    `kustomize build`, which refuses them with its own message."""
     out: list[tuple[str, str, tuple]] = []
-    for i, item in enumerate(gen.get("files") or []):
+    files, envs = gen.get("files"), gen.get("envs")
+    for i, item in enumerate(files if isinstance(files, list) else []):
         if isinstance(item, str):
             out.append(("files", item.split("=", 1)[1] if "=" in item else item, ("files", i)))
-    for i, item in enumerate(gen.get("envs") or []):
+    for i, item in enumerate(envs if isinstance(envs, list) else []):
         if isinstance(item, str):
             out.append(("envs", item, ("envs", i)))
     if isinstance(gen.get("env"), str):
@@ -133,34 +147,34 @@ def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
         kust.refs.append(Ref(fld, value, rel, line, expect))
 
     for fld in ("resources", "bases"):
-        for i, value in enumerate(data.get(fld) or []):
+        for i, value in enumerate(kust.entries(fld)):
             add(fld, value, (fld, i), "any")
-    for i, value in enumerate(data.get("components") or []):
+    for i, value in enumerate(kust.entries("components")):
         add("components", value, ("components", i), "dir")
-    for i, patch in enumerate(data.get("patches") or []):
+    for i, patch in enumerate(kust.entries("patches")):
         if isinstance(patch, dict) and isinstance(patch.get("path"), str):
             add("patches", patch["path"], ("patches", i, "path"), "file")
-    for i, patch in enumerate(data.get("patchesStrategicMerge") or []):
+    for i, patch in enumerate(kust.entries("patchesStrategicMerge")):
         add("patchesStrategicMerge", patch, ("patchesStrategicMerge", i), "file", inline_ok=True)
-    for i, patch in enumerate(data.get("patchesJson6902") or []):
+    for i, patch in enumerate(kust.entries("patchesJson6902")):
         if isinstance(patch, dict) and isinstance(patch.get("path"), str):
             add("patchesJson6902", patch["path"], ("patchesJson6902", i, "path"), "file")
     for gen_field in ("configMapGenerator", "secretGenerator"):
-        for i, gen in enumerate(data.get(gen_field) or []):
+        for i, gen in enumerate(kust.entries(gen_field)):
             if isinstance(gen, dict):
                 for sub, value, segs in generator_paths(gen):
                     add(f"{gen_field}.{sub}", value, (gen_field, i) + segs, "file")
     for fld in ("configurations", "crds"):
-        for i, value in enumerate(data.get(fld) or []):
+        for i, value in enumerate(kust.entries(fld)):
             add(fld, value, (fld, i), "file")
     openapi = data.get("openapi")
     if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
         add("openapi", openapi["path"], ("openapi", "path"), "file")
-    for i, rep in enumerate(data.get("replacements") or []):
+    for i, rep in enumerate(kust.entries("replacements")):
         if isinstance(rep, dict) and isinstance(rep.get("path"), str):
             add("replacements", rep["path"], ("replacements", i, "path"), "file")
     for fld in ("generators", "transformers", "validators"):
-        for i, value in enumerate(data.get(fld) or []):
+        for i, value in enumerate(kust.entries(fld)):
             add(fld, value, (fld, i), "any", inline_ok=True)
             ref = kust.refs[-1]
             if ref.path is None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import posixpath
-import subprocess
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from bot.repo.git import GitError, git
 from bot.yamlpos import MAX_FILE_BYTES, YamlDoc, YamlError, load_docs
 
 MAX_FILES = 50_000
+NODES_PER_BYTE = 2  # a file expanding to more nodes than this is not kept parsed (aliases)
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -32,14 +33,11 @@ def find_root(start: Path, explicit: Path | None = None) -> Path:
     start = start.resolve()
     probe = start if start.is_dir() else start.parent
     try:
-        out = subprocess.run(
-            ["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return Path(out.stdout.strip()).resolve()
-    except (OSError, subprocess.SubprocessError):
-        pass
+        top = git(probe, "rev-parse", "--show-toplevel", timeout=10).decode(errors="replace").strip()
+    except GitError:
+        top = ""
+    if top:
+        return Path(top).resolve()
     cwd = Path.cwd().resolve()
     return cwd if probe.is_relative_to(cwd) else probe
 
@@ -54,7 +52,7 @@ class RepoTree:
     """Read access to the files below `root`, with the safety checks untrusted content needs."""
 
     root: Path
-    _docs: dict[str, list[YamlDoc] | YamlError] = field(default_factory=dict, repr=False)
+    _docs: dict[str, list[YamlDoc] | tuple[str, int | None]] = field(default_factory=dict, repr=False)
     memo: dict[tuple, object] = field(default_factory=dict, repr=False)  # derived facts about the tree
 
     def __post_init__(self) -> None:
@@ -127,16 +125,26 @@ class RepoTree:
             return []
 
     def docs(self, rel: str) -> list[YamlDoc]:
-        """Parsed documents of a YAML file (cached); raises YamlError for bad YAML."""
+        """Parsed documents of a YAML file; raises YamlError for bad YAML.
+
+        Kept for the tree's life unless aliases made them much larger than the file (then parsed
+        again when asked), so what the cache holds is proportional to the files' size. A failure is
+        kept as its message, not as the exception, whose traceback would hold the partial parse.
+        """
         cached = self._docs.get(rel)
-        if cached is None:
-            try:
-                cached = load_docs(self.read_text(rel), rel)
-            except YamlError as exc:
-                cached = exc
-            except OSError as exc:
-                cached = YamlError(f"{rel}: {exc.strerror or exc}")
-            self._docs[rel] = cached
-        if isinstance(cached, YamlError):
-            raise cached
-        return cached
+        if isinstance(cached, tuple):
+            raise YamlError(*cached)
+        if cached is not None:
+            return cached
+        try:
+            text = self.read_text(rel)
+            docs = load_docs(text, rel)
+        except YamlError as exc:
+            self._docs[rel] = (exc.message, exc.line)
+            raise YamlError(exc.message, exc.line) from None
+        except OSError as exc:
+            self._docs[rel] = (f"{rel}: {exc.strerror or exc}", None)
+            raise YamlError(*self._docs[rel]) from None
+        if sum(d.nodes for d in docs) <= NODES_PER_BYTE * len(text) + 64:
+            self._docs[rel] = docs
+        return docs
