@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bot.publish import github
+from bot.publish import escape, github
 from bot.publish.report import Report
 from bot.review.anchors import DiffIndex
 
@@ -54,4 +54,4 @@ def render_dry_run(
     stale = github.stale_comments(comments, current)
     if stale:
         out += ["", f"== would delete {len(stale)} stale comment(s): {', '.join(map(str, stale))} =="]
-    return "\n".join(out) + "\n"
+    return escape.log_lines("\n".join(out) + "\n")

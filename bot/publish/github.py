@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.model import Finding
+from bot.publish import escape
 from bot.publish.report import (
     Report,
     env_order,
@@ -20,6 +21,7 @@ from bot.publish.report import (
     resource_label,
     severity_rank,
     sorted_findings,
+    statement,
     summarize,
 )
 from bot.review.anchors import DiffIndex, place_anchor
@@ -34,6 +36,7 @@ FAIL_ON = ("new", "all")
 
 _MARKER = "<!-- infra-review:fp={} -->"
 _MARKER_RE = re.compile(r"<!-- infra-review:fp=([0-9a-f]{8,64}) -->")
+_MARKER_LINE = re.compile(r"(?:<!-- infra-review:fp=[0-9a-f]{8,64} -->\s*)+")
 
 SpanOf = Callable[[Finding], "tuple[int, int] | None"]
 
@@ -47,11 +50,18 @@ def marker(fingerprint: str) -> str:
 
 
 def parse_fingerprints(body: str | None) -> list[str]:
-    return _MARKER_RE.findall(body or "")
+    """The markers of a comment's closing block: we append them last, one a line, so a marker
+    that repository text carried into the body above (a resource name, a suggestion) is not one."""
+    closing: list[str] = []
+    for line in reversed((body or "").rstrip().splitlines()):
+        if not _MARKER_LINE.fullmatch(line.strip()):
+            break
+        closing.insert(0, line)
+    return _MARKER_RE.findall("\n".join(closing))
 
 
 def parse_fingerprint(body: str | None) -> str | None:
-    """The first fingerprint marker in a comment body, None for comments that are not ours."""
+    """The first fingerprint marker in a comment body, None without one (who wrote it: `written_by`)."""
     found = parse_fingerprints(body)
     return found[0] if found else None
 
@@ -99,7 +109,7 @@ def check_title(report: Report, fail_on: str = "new") -> str:
     pool = _relevant(report, fail_on)
     if pool:
         envs = sorted({f.environment for f in pool}, key=env_order)
-        return f"{_nonzero_counts(pool)} in {', '.join(e or 'repository' for e in envs)}"
+        return escape.one_line(f"{_nonzero_counts(pool)} in {', '.join(e or 'repository' for e in envs)}")
     others = [f for f in report.findings if not f.suppressed]
     return f"No new findings ({len(others)} existing)" if others else "No findings"
 
@@ -118,24 +128,30 @@ def _env_table(findings: list[Finding]) -> list[str]:
 
 
 def check_summary(report: Report, fail_on: str = "new") -> str:
-    lines = [f"**{check_title(report, fail_on)}**", ""]
+    lines = [f"**{escape.inline(check_title(report, fail_on))}**", ""]
     lines.append("New findings decide this check; existing ones are listed for context."
                  if fail_on == "new" else "Every unsuppressed finding decides this check.")
     by_env: dict[str | None, list[Finding]] = {}
     for f in report.findings:
         by_env.setdefault(f.environment, []).append(f)
     for env in sorted(by_env, key=env_order):
-        lines += ["", f"### {env or 'repository'}", ""] + _env_table(by_env[env])
+        lines += ["", f"### {escape.inline(env or 'repository')}", ""] + _env_table(by_env[env])
     if report.targets:
         lines += ["", "### Targets", "", "| Target | Environment | Status | Resources |", "|---|---|---|--:|"]
-        lines += [f"| `{t.path}` | {t.environment or '—'} | {t.status} | {t.resources} |" for t in report.targets]
+        lines += [f"| {escape.cell(escape.code(t.path))} | {escape.inline(t.environment or '—')} | {t.status} "
+                  f"| {t.resources} |" for t in report.targets]
     lines += ["", f"infra-review {report.tool_version} · kustomize {report.kustomize_version or 'unknown'}"]
     return truncate("\n".join(lines))
 
 
 def _where(f: Finding) -> str:
+    """`file:line` as a code span."""
     o = f.origin
-    return f"{o.file}:{o.line}" if o.file and o.line else (o.file or "(no file)")
+    return escape.code(f"{o.file}:{o.line}" if o.file and o.line else (o.file or "(no file)"))
+
+
+def _said(f: Finding) -> str:
+    return escape.inline(statement(f))
 
 
 def check_text(report: Report) -> str:
@@ -143,13 +159,12 @@ def check_text(report: Report) -> str:
     lines = []
     for f in sorted_findings(report.findings):
         state = "suppressed" if f.suppressed else "new" if f.new else "existing"
-        what = resource_label(f)
-        line = f"- **{f.severity}** `{f.rule}` `{_where(f)}` ({f.environment or 'repository'}, {state}): "
-        line += f"{what}: {f.message}" if what else f.message
+        line = (f"- **{f.severity}** `{f.rule}` {_where(f)} ({escape.inline(f.environment or 'repository')}, "
+                f"{state}): {_said(f)}")
         if f.suppressed and f.suppression_reason:
-            line += f" — suppressed: {f.suppression_reason}"
+            line += f" — suppressed: {escape.inline(f.suppression_reason)}"
         elif f.remediation:
-            line += f" — fix: {f.remediation}"
+            line += f" — fix: {escape.inline(f.remediation)}"
         lines.append(line)
     return truncate("\n".join(lines) or "No findings.")
 
@@ -164,8 +179,7 @@ def annotations(report: Report, fail_on: str = "new") -> list[dict[str, Any]]:
     out = []
     for f in located:
         start = f.origin.line or 1
-        what = resource_label(f)
-        message = f"{what}: {f.message}" if what else f.message
+        message = statement(f)
         if f.remediation:
             message += f"\nFix: {f.remediation}"
         ann: dict[str, Any] = {
@@ -242,13 +256,6 @@ def check_run_error(pr_number: int, explanation: str, *, completed_at: str | Non
 # --- pull-request review -------------------------------------------------------------------
 
 
-def _fence(text: str) -> str:
-    fence = "```"
-    while fence in text:
-        fence += "`"
-    return fence
-
-
 def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffIndex) -> tuple[int, int] | None:
     """The suggestion's lines when one identical suggestion covers every finding of the comment,
     replaces the lines we anchor on, and lies inside one hunk (else GitHub rejects the comment)."""
@@ -265,22 +272,19 @@ def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffInde
 def _comment_body(group: list[Finding], suggestion: bool) -> str:
     head = group[0]
     worst = min((f.severity for f in group), key=severity_rank)
-    envs = ", ".join(f.environment or "repository" for f in group)
+    envs = escape.inline(", ".join(f.environment or "repository" for f in group))
     lines = [f"**{worst}** · `{head.rule}` · {envs}", ""]
     messages = {(resource_label(f), f.message) for f in group}
     if len(messages) == 1:
-        what = resource_label(head)
-        lines.append(f"{what}: {head.message}" if what else head.message)
+        lines.append(_said(head))
     else:
-        for f in group:
-            what = resource_label(f)
-            lines.append(f"- {f.environment or 'repository'}: {what + ': ' if what else ''}{f.message}")
+        lines += [f"- {escape.inline(f.environment or 'repository')}: {_said(f)}" for f in group]
     remediations = list(dict.fromkeys(f.remediation for f in group if f.remediation))
     if remediations:
-        lines += ["", "**Fix:** " + " / ".join(remediations)]
+        lines += ["", "**Fix:** " + " / ".join(escape.inline(r) for r in remediations)]
     if head.suggestion:
         text = head.suggestion.text.removesuffix("\n")
-        fence = _fence(text)
+        fence = escape.fence(text)
         lines.append("")
         if suggestion:
             lines += [f"{fence}suggestion", text, fence]
@@ -289,8 +293,9 @@ def _comment_body(group: list[Finding], suggestion: bool) -> str:
                 s = f.suggestion
                 if s:
                     t = s.text.removesuffix("\n")
-                    lines += [f"Suggested replacement for `{s.file}` lines {s.line}-{s.end_line}"
-                              f" ({f.environment or 'repository'}):", f"{_fence(t)}yaml", t, _fence(t)]
+                    lines += [f"Suggested replacement for {escape.code(s.file)} lines {s.line}-{s.end_line}"
+                              f" ({escape.inline(f.environment or 'repository')}):",
+                              f"{escape.fence(t)}yaml", t, escape.fence(t)]
     markers = "\n".join(marker(f.fingerprint) for f in group)
     body = truncate("\n".join(lines), MAX_COMMENT_CHARS - len(markers) - 2)
     return f"{body}\n\n{markers}"
@@ -303,8 +308,8 @@ def _review_body(total: int, posted: int, overflow: list[list[Finding]], unancho
         lines += ["", f"{plural(len(overflow), 'more comment')} not posted inline (limit reached):"]
         for group in overflow:
             f = group[0]
-            envs = ", ".join(g.environment or "repository" for g in group)
-            lines.append(f"- **{f.severity}** `{f.rule}` `{_where(f)}` ({envs}): {f.message}")
+            envs = escape.inline(", ".join(g.environment or "repository" for g in group))
+            lines.append(f"- **{f.severity}** `{f.rule}` {_where(f)} ({envs}): {_said(f)}")
     if unanchored:
         verb = "is" if len(unanchored) == 1 else "are"
         lines += ["", f"{plural(len(unanchored), 'new finding')} outside the lines this pull request changed "
@@ -367,20 +372,33 @@ def review_payload(
     return payload
 
 
-def open_fingerprints(existing_comments: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Fingerprints already commented on the PR (from `pulls/list-review-comments`)."""
-    return {fp for c in existing_comments for fp in parse_fingerprints(c.get("body"))}
+def written_by(comment: Mapping[str, Any], author: str | None) -> bool:
+    """Whether `author`, the App's bot login (`<app-slug>[bot]`), wrote `comment`. Anyone can type a
+    marker, so only the author makes a comment ours. A review comment names no App, only its `user`,
+    and a Bot user with a `[bot]` login is one no person can register. None accepts every comment: for
+    bodies we built ourselves (the dry run), never for comments read from GitHub."""
+    if author is None:
+        return True
+    user = comment.get("user") or {}
+    return user.get("type") == "Bot" and str(user.get("login", "")).lower() == author.lower()
 
 
-def stale_comments(existing_comments: Iterable[Mapping[str, Any]], current_fingerprints: Iterable[str]) -> list[int]:
-    """Ids of our comments whose findings are all gone and that nobody replied to; a reply is a
-    conversation we must not delete."""
+def open_fingerprints(existing_comments: Iterable[Mapping[str, Any]], author: str | None = None) -> set[str]:
+    """Fingerprints `author` already commented on the PR (from `pulls/list-review-comments`)."""
+    return {fp for c in existing_comments if written_by(c, author) for fp in parse_fingerprints(c.get("body"))}
+
+
+def stale_comments(existing_comments: Iterable[Mapping[str, Any]], current_fingerprints: Iterable[str],
+                   author: str | None = None) -> list[int]:
+    """Ids of `author`'s comments whose findings are all gone and that nobody replied to: a reply is a
+    conversation we must not delete, and what we did not write is never ours to delete."""
     comments = list(existing_comments)
     current = set(current_fingerprints)
     replied = {c.get("in_reply_to_id") for c in comments if c.get("in_reply_to_id") is not None}
     out = []
     for c in comments:
         fps = parse_fingerprints(c.get("body"))
-        if fps and not current.intersection(fps) and c.get("id") not in replied and c.get("in_reply_to_id") is None:
+        if (fps and written_by(c, author) and not current.intersection(fps) and c.get("id") not in replied
+                and c.get("in_reply_to_id") is None):
             out.append(c["id"])
     return out

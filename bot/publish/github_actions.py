@@ -7,7 +7,7 @@ escape `:` and `,`, which would otherwise end the value.
 from __future__ import annotations
 
 from bot.model import Finding
-from bot.publish.report import Report, resource_label, sorted_findings
+from bot.publish.report import Report, sorted_findings, statement
 from bot.publish.text import summary_line
 
 COMMANDS = {"error": "error", "warning": "warning", "notice": "notice"}
@@ -32,8 +32,7 @@ def command(f: Finding) -> str:
             props.append(("endLine", str(max(f.origin.end_line or 0, f.origin.line))))
     env = f" ({f.environment})" if f.environment else ""
     props.append(("title", f"{f.rule}{env}{'' if f.new else ' [existing]'}"))
-    what = resource_label(f)
-    message = f"{what}: {f.message}" if what else f.message
+    message = statement(f)
     if f.remediation:
         message += f"\nFix: {f.remediation}"
     prop_text = ",".join(f"{k}={escape_property(v)}" for k, v in props)

@@ -113,6 +113,12 @@ def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=sort_key)
 
 
+def statement(f: Finding) -> str:
+    """`Deployment production/api, container api: <message>`, the finding as one sentence."""
+    what = resource_label(f)
+    return f"{what}: {f.message}" if what else f.message
+
+
 def resource_label(f: Finding) -> str:
     """`Deployment production/api, container api`: how a person names the object."""
     if not f.resource:

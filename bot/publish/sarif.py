@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from bot.model import SEVERITIES, Finding
-from bot.publish.report import TOOL_NAME, Report, RuleMeta, resource_label, sorted_findings
+from bot.publish.report import TOOL_NAME, Report, RuleMeta, sorted_findings, statement
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "infraReview/v1"
@@ -76,8 +76,7 @@ def _fix(f: Finding) -> dict[str, Any]:
 
 
 def _result(f: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
-    what = resource_label(f)
-    text = f"{what}: {f.message}" if what else f.message
+    text = statement(f)
     result: dict[str, Any] = {
         "ruleId": f.rule,
         "ruleIndex": rule_index[f.rule],

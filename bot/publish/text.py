@@ -6,12 +6,14 @@ from __future__ import annotations
 from itertools import groupby
 
 from bot.model import Finding
+from bot.publish import escape
 from bot.publish.report import (
     Report,
     counts_phrase,
     plural,
     resource_label,
     sorted_findings,
+    statement,
     summarize,
 )
 
@@ -38,8 +40,7 @@ def _finding_lines(f: Finding, colour: bool) -> list[str]:
     marker = _paint("NEW", "new", colour) if f.new else _paint("existing", "dim", colour)
     sev = _paint(f"{f.severity:<7}", f.severity, colour)
     out = [f"  {location(f)}  {sev} {f.rule}  {marker}"]
-    what = resource_label(f)
-    out += _indent(f"{what}: {f.message}" if what else f.message, "      ")
+    out += _indent(statement(f), "      ")
     if f.remediation:
         out += _indent(f"fix: {f.remediation}", "      ")
     if f.suggestion:
@@ -90,4 +91,4 @@ def render_text(report: Report, colour: bool = False) -> str:
     if failed:
         lines.append("targets that failed to build: " + ", ".join(t.path for t in failed))
     lines.append(summary_line(report))
-    return "\n".join(lines) + "\n"
+    return escape.log_lines("\n".join(lines) + "\n")
