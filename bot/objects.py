@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.model import UNKNOWN, Origin, ResourceId, Target
+from bot.model import UNKNOWN, Origin, ResourceId, Target, get_path
 
 Locate = Callable[[str], Origin]
 
@@ -36,6 +36,13 @@ class RenderedObject:
         (`via == "enclosing"`); `path=""` gives the resource's own definition.
         """
         return self.locate(path)
+
+    def value(self, path: str) -> Any:
+        """The value at a field path, None where it is absent (or the path is malformed)."""
+        try:
+            return get_path(self.obj, path)
+        except ValueError:
+            return None
 
     @property
     def kind(self) -> str:

@@ -31,6 +31,7 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 f"Container {c.name!r} of {pod.obj.id} has no {' and no '.join(missing)}, so "
                 f"{' and '.join(consequence)} ({ctx.environment}).",
                 container=c.name,
+                locate_path=f"{c.path}.{missing[0]}",
             )
 
 
@@ -52,6 +53,8 @@ RULE = Rule(
         "CronJobs are exempt.",
         "Init containers are exempt (they run to completion before the pod is ready).",
         "A `startupProbe` replaces neither probe.",
-        "Each container is judged on its own: one finding per container naming the missing probes.",
+        "Each container is judged on its own: one finding per container naming the missing probes, located "
+        "where the first missing probe belongs: where the pull request or a patch removed it, else at the "
+        "container in the document that introduces it (the base).",
     ),
 )

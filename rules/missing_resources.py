@@ -57,7 +57,7 @@ def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
         res_origin.end_line or res_origin.line
     ):
         text = source_line(ctx, res_origin.file, res_origin.line)
-        m = re.match(r"^(\s*)resources:\s*(\{\s*\}|null|~)?\s*$", text or "")
+        m = re.match(r"^(\s*+)resources:\s*+(\{\s*\}|null|~)?\s*$", text or "")
         if not m or c.data.get("resources"):
             return None
         return Suggestion(
@@ -113,7 +113,7 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 f"({ctx.environment}).",
                 container=c.name,
                 suggestion=suggest(ctx, c),
-                locate_path=c.path,
+                locate_path=f"{c.path}.resources.{missing[0]}",
             )
 
 
@@ -133,8 +133,9 @@ RULE = Rule(
     severity=all_envs("error"),
     check=check,
     edge_cases=(
-        "One finding per container and per init container, naming the missing keys, at the container's "
-        "`- name:` line.",
+        "One finding per container and per init container, naming the missing keys, located where the first "
+        "missing key belongs: where it was removed, else at its deepest existing ancestor (a `resources:` "
+        "block only an overlay has), else at the container in the document that introduces it.",
         "`resources: {}`, limits only or requests only count as missing.",
         "A `requests:`/`limits:` that is not a mapping (e.g. a list) counts as missing.",
         "Jobs and CronJobs are not exempt.",

@@ -148,7 +148,8 @@ def test_values_set_by_the_flux_kustomizations_own_patches_point_at_them(tmp_pat
     replicas = dep.origin("spec.replicas")
     assert replicas.file == "clusters/production/apps.yaml" and "value: 4" in lines[replicas.line - 1]
     image = dep.origin("spec.template.spec.containers[api].image")
-    assert image.file == "clusters/production/apps.yaml" and "ghcr.io/example/api" in lines[image.line - 1]
+    # Located like a kustomization's `images:` entry: at the key that set the tag.
+    assert image.file == "clusters/production/apps.yaml" and "newTag: 2.0.0" in lines[image.line - 1]
 
 
 def test_without_post_build_steps_the_output_is_kustomizes_own(tmp_path):

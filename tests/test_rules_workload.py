@@ -34,26 +34,29 @@ spec:
 
 
 @pytest.mark.parametrize(
-    ("resources", "missing"),
+    ("resources", "missing", "located"),
     [
-        ("", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"]),
-        ("  resources: {}", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"]),
-        ("  resources:\n    limits: {cpu: 1, memory: 1Gi}", ["requests.cpu", "requests.memory"]),
+        ("", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"], "- name: api"),
+        ("  resources: {}", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"], "resources: {}"),
+        ("  resources:\n    limits: {cpu: 1, memory: 1Gi}", ["requests.cpu", "requests.memory"], "resources:"),
         (
             "  resources:\n    requests: [cpu, memory]\n    limits: {cpu: 1, memory: 1Gi}",
             ["requests.cpu", "requests.memory"],
+            "requests: [cpu, memory]",
         ),
-        ("  resources:\n    requests: {cpu: 1, memory: 1Gi}\n    limits: {memory: 1Gi}", ["limits.cpu"]),
-        ("  resources:\n    requests: {cpu: 1, memory: 1Gi}\n    limits: {cpu: 1, memory: 1Gi}", []),
+        ("  resources:\n    requests: {cpu: 1, memory: 1Gi}\n    limits: {memory: 1Gi}", ["limits.cpu"],
+         "limits: {memory: 1Gi}"),
+        ("  resources:\n    requests: {cpu: 1, memory: 1Gi}\n    limits: {cpu: 1, memory: 1Gi}", [], None),
     ],
 )
-def test_missing_resources_names_missing_keys(tmp_path, resources, missing):
+def test_missing_resources_names_missing_keys(tmp_path, resources, missing, located):
+    """Located where the first missing key belongs: its deepest existing ancestor."""
     ctx = env_from_yaml(tmp_path, deployment(f"- name: api\n  image: a:1\n{resources}"))
     found = run(ctx, "missing-resources")
     assert [m for f in found for m in missing if m in f.message] == missing
     assert len(found) == (1 if missing else 0)
     if found:
-        assert ctx.read_lines("manifests.yaml")[found[0].origin.line - 1].strip() == "- name: api"
+        assert ctx.read_lines("manifests.yaml")[found[0].origin.line - 1].strip() == located
 
 
 def test_missing_resources_covers_init_containers_and_jobs(tmp_path):

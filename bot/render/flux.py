@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from bot.model import Origin, ResourceId, Target, format_path, get_path, parse_path
+from bot.model import Origin, ResourceId, Target, concrete_path, format_path, get_path, parse_path
 from bot.objects import RenderedObject
 from bot.render import substitute
-from bot.render.provenance import IMAGE_PATH, Patch, inline_patch, patch_origin
+from bot.render.provenance import flux_document
 from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
 from bot.repo.tree import KUSTOMIZATION_NAMES
-from bot.yamlpos import YamlDoc, YamlError, load_data, load_docs
+from bot.yamlpos import YamlError, load_data, load_docs
 
 if TYPE_CHECKING:
     from bot.render.build import Rendered
@@ -83,18 +83,6 @@ def generate(model: RepoModel, target: Target, top: Path) -> None:
     kfile.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
-def _flux_doc(model: RepoModel, ref) -> YamlDoc | None:
-    try:
-        docs = model.tree.docs(ref.file)
-    except YamlError:
-        return None
-    for doc in docs:
-        d = doc.data
-        if isinstance(d, dict) and d.get("kind") == "Kustomization" and (d.get("metadata") or {}).get("name") == ref.name:
-            return doc
-    return None
-
-
 def _lookup(model: RepoModel):
     """Find a ConfigMap/Secret manifest defined in the repository (substituteFrom sources)."""
     def lookup(kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
@@ -114,7 +102,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
     something (otherwise it stays byte for byte what kustomize printed)."""
     ref = rendered.target.flux
     spec = ref.spec
-    fdoc = _flux_doc(model, ref)
+    fdoc = flux_document(model, ref)
 
     def fline(*segs: Any) -> int:
         span = fdoc.span(segs) if fdoc else None
@@ -133,13 +121,12 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
         for name in variables:
             var_lines.setdefault(name, from_line)
 
-    patches = _flux_patches(spec, ref.file, fdoc)
     reported: set[str] = set()
     new_objects: list[RenderedObject] = []
     rewritten = False
     for ro in rendered.objects:
         if not common and not post:
-            ro.locate = _overlay(ro.locate, {}, spec, ref.file, fline, ro.obj, patches)
+            ro.locate = _overlay(ro.locate, {}, spec, ref.file, fline, ro.obj)
             new_objects.append(ro)
             continue
         obj = copy.deepcopy(ro.obj)
@@ -173,7 +160,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                                                None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
         rewritten = rewritten or obj != ro.obj
         new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
-        new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline, obj, patches)
+        new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline, obj)
         new_ro.places = ro.places
         new_objects.append(new_ro)
     rendered.objects = new_objects
@@ -202,42 +189,19 @@ def _diff_paths(before: Any, after: Any, prefix: tuple = ()) -> list[str]:
     return [format_path(prefix)] if before != after and prefix else []
 
 
-def _flux_patches(spec: dict, file: str, fdoc: YamlDoc | None) -> list[Patch]:
-    """The Flux Kustomization's own `spec.patches`, applied after everything its path builds."""
-    out: list[Patch] = []
-    for i, p in enumerate(spec.get("patches") or []):
-        if not isinstance(p, dict) or not isinstance(p.get("patch"), str):
-            continue
-        span = fdoc.span(("spec", "patches", i, "patch")) if fdoc else None
-        entry = fdoc.span(("spec", "patches", i)) if fdoc else None
-        patch = inline_patch(p["patch"], file, span[0] if span else 0, p.get("target"), entry[0] if entry else 0)
-        if patch is not None:
-            out.append(patch)
-    return out
-
-
-def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline, obj: dict, patches: list[Patch]):
-    """Provenance after Flux: values Flux set point at the Flux Kustomization's lines (its
-    commonMetadata, substitutions, targetNamespace, then its own patches and images, outermost first)."""
-    names = [str((obj.get("metadata") or {}).get("name") or "")]
+def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline, obj: dict):
+    """Provenance after the build: values Flux's post-build steps set (commonMetadata, substitutions)
+    and `targetNamespace` point at the Flux Kustomization's lines; its patches and images are the
+    outermost layer of the build's own provenance."""
 
     def find(path: str) -> Origin:
-        if path in changed:
-            return changed[path]
+        try:
+            concrete = format_path(concrete_path(obj, parse_path(path))) if path else path
+        except ValueError:
+            concrete = path
+        if concrete in changed:
+            return changed[concrete]
         if path == "metadata.namespace" and spec.get("targetNamespace"):
             return Origin(file, fline("spec", "targetNamespace"), None, "flux", "targetNamespace")
-        try:
-            segs = parse_path(path) if path else ()
-        except ValueError:
-            segs = ()
-        for patch in reversed(patches):
-            hit = patch_origin(patch, obj, names, segs, via="flux")
-            if hit:
-                return hit
-        if IMAGE_PATH.search(path):
-            image = str(get_path(obj, segs) or "")
-            for i, im in enumerate(spec.get("images") or []):
-                if isinstance(im, dict) and im.get("name") and image.startswith(str(im.get("newName") or im["name"])):
-                    return Origin(file, fline("spec", "images", i), None, "flux", "images")
         return locate(path)
     return find

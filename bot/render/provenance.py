@@ -5,17 +5,24 @@ there we walk the kustomization layers between the target and that file, outermo
 last transformation applied wins): the layer's fields that rewrite values (`images`, `replicas`,
 `namespace`, `namePrefix`/`nameSuffix`, labels, annotations) and its patches (strategic merge and
 JSON 6902) that target the resource. The first layer that sets the field is the origin; otherwise
-the base manifest's line; for an absent field, the nearest enclosing object's line.
+the base manifest's line.
+
+An absent field is reported where adding it fixes the problem: where a patch removed it (`null`,
+`$patch: delete`, a JSON 6902 `remove`), else in the document holding its deepest existing ancestor,
+the innermost such document on a tie (the base container, unless only an overlay has the block the
+field belongs in). Components are layers of the kustomization that lists them, applied before its
+own fields; a Flux Kustomization's `patches` and `images` are the outermost layer.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.model import Origin, Segment, Target, parse_path
+from bot.model import FluxRef, Origin, Segment, Target, concrete_path, format_path, get_path, parse_path
 from bot.objects import RenderedObject
 from bot.plain import locate_in_doc
 from bot.repo.kustomization import BuildError, Kustomization, load_kustomization
@@ -44,10 +51,30 @@ class Patch:
 
 @dataclass
 class Layer:
-    """A kustomization on the path from the target to a resource's source file."""
+    """A kustomization on the path from the target to a resource's source file (or a component it
+    lists, or the Flux Kustomization's own fields: `via="flux"`)."""
 
     kust: Kustomization
     patches: list[Patch] = field(default_factory=list)
+    via: str | None = None
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """(name, tag, digest) of an image reference, as Kustomize's `image.Split` reads it."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:], digest
+    return name, "", digest
+
+
+def image_matches(image: str, entry: dict[str, Any]) -> bool:
+    """Whether an `images:` entry (a kustomization's or a Flux Kustomization's) set this rendered
+    image: Kustomize matches the entry's `name` exactly against the image's name, and the image then
+    carries `newName` when the entry has one."""
+    want = entry.get("newName") or entry.get("name")
+    return bool(want) and split_image(image)[0] == str(want)
 
 
 def _selector_matches(sel: dict[str, Any], obj: dict[str, Any], names: list[str]) -> bool:
@@ -105,35 +132,39 @@ def _full(pattern: str, name: str) -> bool:
 
 def _pointer(obj: Any, segs: tuple[Segment, ...]) -> str | None:
     """JSON pointer of a field path, selectors resolved against the rendered object."""
-    parts: list[str] = []
-    cur = obj
-    for seg in segs:
-        if isinstance(seg, tuple):
-            if not isinstance(cur, list):
-                return None
-            idx = next((i for i, x in enumerate(cur) if isinstance(x, dict) and str(x.get(seg[0])) == seg[1]), None)
-            if idx is None:
-                return None
-            parts.append(str(idx))
-            cur = cur[idx]
-        elif isinstance(seg, int):
-            parts.append(str(seg))
-            cur = cur[seg] if isinstance(cur, list) and seg < len(cur) else None
-        else:
-            parts.append(seg.replace("~", "~0").replace("/", "~1"))
-            cur = cur.get(seg) if isinstance(cur, dict) else None
-    return "/" + "/".join(parts)
+    raw = concrete_path(obj, segs)
+    if any(isinstance(seg, tuple) for seg in raw):
+        return None
+    return "/" + "/".join(str(seg).replace("~", "~0").replace("/", "~1") for seg in raw)
 
 
 class Provenance:
-    """Origins for the objects of one target."""
+    """Origins for the objects of one target; `flux`: the target is built as Flux builds it."""
 
-    def __init__(self, model: RepoModel, target: Target):
+    def __init__(self, model: RepoModel, target: Target, flux: bool = False):
         self.model = model
         self.tree = model.tree
         self.target = target
         self._layers: dict[str, Layer | None] = {}
         self._chains: dict[str, list[str]] = {}
+        self._outer = [layer for layer in (self._flux_layer(),) if layer is not None] if flux else []
+
+    def _flux_layer(self) -> Layer | None:
+        """The Flux Kustomization's `patches` and `images`, which Flux writes into the top
+        kustomization: the outermost layer, located in the Flux file."""
+        ref = self.target.flux
+        doc = flux_document(self.model, ref) if ref is not None else None
+        spans = doc.spans.sub(("spec",)) if doc is not None else None
+        if ref is None or spans is None:
+            return None
+        data = {key: ref.spec[key] for key in ("patches", "images") if key in ref.spec}
+        start, end = spans.get(()) or (ref.line, ref.line)
+        kust = Kustomization(self.target.path, ref.file, data, YamlDoc(ref.spec, doc.index, start, end, spans))
+        layer = Layer(kust, via="flux")
+        for i, p in enumerate(data.get("patches") or []):
+            if isinstance(p, dict):
+                self._add_patch(layer, ("patches", i), None, p.get("patch"), p.get("target"), None)
+        return layer
 
     # --- layers ----------------------------------------------------------------------------
     def layer(self, directory: str) -> Layer | None:
@@ -258,11 +289,32 @@ class Provenance:
             generator = (rel(annotation["configuredIn"]), str((annotation.get("configuredBy") or {}).get("kind") or ""))
         doc = self._source_doc(src_file, obj) if src_file else None
         chain = self.chain(generator[0], True) if generator else (self.chain(src_file) if src_file else [])
-        layers = [ly for ly in (self.layer(d) for d in chain) if ly is not None]
+        layers = self._outer + self._with_components(chain)
         names = [str((obj.get("metadata") or {}).get("name") or "")]
         if doc is not None:
             names.append(str((doc.data.get("metadata") or {}).get("name") or ""))
         return src_file, generator, doc, layers, names
+
+    def _with_components(self, chain: list[str]) -> list[Layer]:
+        """The chain's layers, outermost first, each followed by the components it lists (last
+        listed first, each with its own components): Kustomize applies a kustomization's components
+        to what it has accumulated, then its own fields."""
+        out: list[Layer] = []
+        seen: set[str] = set()
+
+        def add(directory: str) -> None:
+            layer = self.layer(directory)
+            if layer is None or directory in seen:
+                return
+            seen.add(directory)
+            out.append(layer)
+            for ref in reversed(layer.kust.refs):
+                if ref.field == "components" and ref.path:
+                    add(ref.path)
+
+        for directory in chain:
+            add(directory)
+        return out
 
     def placer(self, ro: RenderedObject, annotation: dict[str, Any] | None):
         """A `places() -> [(file, first, last)]` function: every document that defines or patches
@@ -283,15 +335,7 @@ class Provenance:
                         out.append((layer.kust.file, span[0], span[1]))
             for layer in layers:
                 for patch in layer.patches:
-                    if patch.target is not None and not _selector_matches(patch.target, obj, names):
-                        continue
-                    for pdoc in patch.docs:
-                        d = pdoc.data
-                        if patch.target is None and isinstance(d, dict):
-                            pname = str((d.get("metadata") or {}).get("name") or "")
-                            if d.get("kind") != obj.get("kind") or not any(pname == n or (pname and pname in n)
-                                                                           for n in names):
-                                continue
+                    for pdoc in targeted_docs(patch, obj, names):
                         out.append((patch.file, pdoc.line + patch.line_offset, pdoc.end_line + patch.line_offset))
             return out
         return places
@@ -306,6 +350,8 @@ class Provenance:
                 segs = parse_path(path) if path else ()
             except ValueError:
                 segs = ()
+            if segs and get_path(obj, segs) is None and not generator:
+                return self._absent_origin(layers, obj, names, segs, doc, src_file)
             for layer in layers:
                 hit = self._layer_origin(layer, obj, names, path, segs)
                 if hit:
@@ -317,6 +363,25 @@ class Provenance:
             return Origin(src_file, 1 if src_file else None, None, "enclosing")
 
         return locate
+
+    def _absent_origin(self, layers: list[Layer], obj: dict, names: list[str], segs: tuple,
+                       doc: YamlDoc | None, src_file: str | None) -> Origin:
+        """Where adding an absent field fixes it: the patch that removed it (the outermost
+        removal), else the document holding its deepest existing ancestor, innermost on a tie."""
+        for layer in layers:
+            for patch in reversed(layer.patches):
+                hit = removal_origin(patch, obj, names, segs, layer.via)
+                if hit:
+                    return hit
+        best: tuple[int, Origin] | None = None
+        if doc is not None and src_file:
+            best = (doc.nearest(segs)[1], locate_in_doc(doc, src_file, format_path(segs)))
+        for layer in reversed(layers):  # innermost first, so a tie keeps the inner document
+            for patch in layer.patches:
+                found = ancestor_origin(patch, obj, names, segs, layer.via)
+                if found and (best is None or found[0] > best[0]):
+                    best = found
+        return best[1] if best else Origin(src_file, 1 if src_file else None, None, "enclosing")
 
     def _through_vars(self, origin: Origin, layers: list[Layer]) -> Origin:
         """A source line holding `$(VAR)` got its value from the `vars:` entry that defines VAR."""
@@ -348,7 +413,8 @@ class Provenance:
         def at(*s: Any, detail: str = "") -> Origin:
             span = kust.doc.span(s)
             line = span[0] if span else kust.doc.line
-            return Origin(kust.file, line, span[1] if span else line, "kustomization", detail or str(s[0]))
+            return Origin(kust.file, line, span[1] if span else line, layer.via or "kustomization",
+                          detail or str(s[0]))
 
         if segs and segs[-1] == "namespace" and data.get("namespace") and (
                 segs == ("metadata", "namespace") or _get(obj, segs) == data.get("namespace")):
@@ -366,10 +432,8 @@ class Provenance:
                     return at("replicas", i, "count")
         if IMAGE_PATH.search(path):
             image = str(_get(obj, segs) or "")
-            img_name = re.split(r"[@]", image)[0]
-            img_name = img_name.rsplit(":", 1)[0] if ":" in img_name.rsplit("/", 1)[-1] else img_name
             for i, im in enumerate(data.get("images") or []):
-                if isinstance(im, dict) and img_name in (im.get("name"), im.get("newName")):
+                if isinstance(im, dict) and image_matches(image, im):
                     key = next((k for k in ("digest", "newTag", "newName") if k in im), None)
                     return at("images", i, key) if key else at("images", i)
         if len(segs) >= 2 and isinstance(segs[-1], str) and segs[-2] in LABEL_MAPS:
@@ -389,13 +453,10 @@ class Provenance:
                 if hit:
                     return hit
         for patch in reversed(layer.patches):
-            hit = self._patch_origin(patch, obj, names, segs)
+            hit = patch_origin(patch, obj, names, segs, layer.via)
             if hit:
                 return hit
         return None
-
-    def _patch_origin(self, patch: Patch, obj: dict, names: list[str], segs: tuple) -> Origin | None:
-        return patch_origin(patch, obj, names, segs)
 
     def _generator_origin(self, generator: tuple[str, str], obj: dict, segs: tuple) -> Origin:
         kfile, kind = generator
@@ -453,38 +514,114 @@ def _generator_index(kust: Kustomization, field_name: str, name: str) -> int | N
     return idx
 
 
-def patch_origin(patch: Patch, obj: dict, names: list[str], segs: tuple, via: str | None = None) -> Origin | None:
-    """The line of `patch` that sets `segs` on `obj`, if the patch targets it and sets that field."""
+def targeted_docs(patch: Patch, obj: dict, names: list[str]) -> Iterator[YamlDoc]:
+    """The documents of `patch` that apply to `obj`: all of them when its target selects the object;
+    without a target, a strategic-merge document of the object's kind and name."""
     if patch.target is not None and not _selector_matches(patch.target, obj, names):
-        return None
-    if patch.json6902:
-        pointer = _pointer(obj, segs)
-        if pointer is None:
-            return None
-        for doc in patch.docs:
-            ops = doc.data if isinstance(doc.data, list) else []
-            for i, op in enumerate(ops):
-                if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "copy", "move"):
-                    continue
-                target = str(op.get("path") or "")
-                if pointer == target or pointer.startswith(target.rstrip("-").rstrip("/") + "/") and target:
-                    span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
-                    return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset,
-                                  via or "json6902", target)
-        return None
-    if segs in _IDENTITY:
-        return None
+        return
     for doc in patch.docs:
         d = doc.data
+        if patch.json6902:
+            if isinstance(d, list):
+                yield doc
+            continue
         if not isinstance(d, dict):
             continue
         if patch.target is None:
             pname = str((d.get("metadata") or {}).get("name") or "")
             if d.get("kind") != obj.get("kind") or not any(pname == n or (pname and pname in n) for n in names):
                 continue
-        span = doc.span(segs) if segs else None
+        yield doc
+
+
+def _ops(patch: Patch, obj: dict, names: list[str], kinds: tuple[str, ...]) -> Iterator[tuple[YamlDoc, int, str]]:
+    """(document, index, path) of the JSON 6902 operations of these kinds that apply to `obj`."""
+    for doc in targeted_docs(patch, obj, names):
+        for i, op in enumerate(doc.data):
+            if isinstance(op, dict) and op.get("op") in kinds:
+                yield doc, i, str(op.get("path") or "")
+
+
+def _at(patch: Patch, span: tuple[int, int], via: str, detail: str = "") -> Origin:
+    return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset, via, detail)
+
+
+def _covers(target: str, pointer: str) -> bool:
+    """Whether a JSON 6902 op on `target` sets the value at `pointer` (itself or an ancestor)."""
+    return bool(target) and (pointer == target or pointer.startswith(target.rstrip("-").rstrip("/") + "/"))
+
+
+def patch_origin(patch: Patch, obj: dict, names: list[str], segs: tuple, via: str | None = None) -> Origin | None:
+    """The line of `patch` that sets `segs` on `obj`, if the patch targets it and sets that field."""
+    if patch.json6902:
+        pointer = _pointer(obj, segs)
+        for doc, i, target in _ops(patch, obj, names, ("add", "replace", "copy", "move")) if pointer else ():
+            if _covers(target, pointer or ""):
+                span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
+                return _at(patch, span, via or "json6902", target)
+        return None
+    if segs in _IDENTITY or not segs:
+        return None
+    for doc in targeted_docs(patch, obj, names):
+        span = doc.span(segs)
         if span:
-            return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset, via or "patch")
+            return _at(patch, span, via or "patch")
+    return None
+
+
+def removal_origin(patch: Patch, obj: dict, names: list[str], segs: tuple, via: str | None = None) -> Origin | None:
+    """The line of `patch` that removes the absent field `segs` or an ancestor of it: a JSON 6902
+    `remove`, or a strategic-merge `null`, `$patch: delete` or `$patch: replace`."""
+    prefixes = [segs[:k] for k in range(len(segs), 0, -1)]
+    if patch.json6902:
+        pointers = {_pointer(obj, p) for p in prefixes} - {None}
+        for doc, i, target in _ops(patch, obj, names, ("remove",)):
+            if target in pointers:
+                return _at(patch, doc.spans.get((i,)) or (doc.line, doc.end_line), via or "json6902", target)
+        return None
+    for doc in targeted_docs(patch, obj, names):
+        for prefix in prefixes:
+            span = doc.span(prefix)
+            value = get_path(doc.data, prefix) if span else None
+            if span and (value is None or isinstance(value, dict) and value.get("$patch") in ("delete", "replace")):
+                return _at(patch, span, via or "patch")
+    return None
+
+
+def ancestor_origin(patch: Patch, obj: dict, names: list[str], segs: tuple,
+                    via: str | None = None) -> tuple[int, Origin] | None:
+    """How deep into the absent field `segs` the patch reaches on `obj` (segments), and the line of
+    that deepest ancestor; None when it holds no part of the path."""
+    best: tuple[int, Origin] | None = None
+    if patch.json6902:
+        for doc, i, target in _ops(patch, obj, names, ("add", "replace")):
+            for k in range(len(segs), 0, -1):
+                if _pointer(obj, segs[:k]) == target:
+                    span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
+                    if best is None or k > best[0]:
+                        best = (k, _at(patch, span, via or "json6902", target))
+                    break
+        return best
+    for doc in targeted_docs(patch, obj, names):
+        depth = doc.nearest(segs)[1]
+        if depth and (best is None or depth > best[0]):
+            inner = locate_in_doc(doc, patch.file, format_path(segs), via or "patch")
+            shifted = Origin(inner.file, (inner.line or 0) + patch.line_offset,
+                             (inner.end_line or inner.line or 0) + patch.line_offset, inner.via)
+            best = (depth, shifted)
+    return best
+
+
+def flux_document(model: RepoModel, ref: FluxRef) -> YamlDoc | None:
+    """The document of `ref.file` that defines the Flux object `ref` (found by its name's line)."""
+    try:
+        docs = model.tree.docs(ref.file)
+    except YamlError:
+        return None
+    for doc in docs:
+        span = doc.span(("metadata", "name"))
+        if isinstance(doc.data, dict) and (span[0] if span else doc.line) == ref.line:
+            return doc
     return None
 
 
@@ -506,9 +643,10 @@ def _expand_list(doc: YamlDoc) -> list[YamlDoc]:
     out = []
     for i, item in enumerate(items):
         if isinstance(item, dict):
-            prefix = ("items", i)
-            spans = {k[2:]: v for k, v in doc.spans.items() if k[:2] == prefix}
-            line, end = spans.get((), (doc.line, doc.end_line))
+            spans = doc.spans.sub(("items", i))
+            if spans is None:
+                continue
+            line, end = spans.get(()) or (doc.line, doc.end_line)
             out.append(YamlDoc(item, doc.index, line, end, spans))
     return out
 
