@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--root", type=Path, help="repository root (default: enclosing git work tree, else cwd)")
     b.add_argument("--flux", action="store_true", help="apply the Flux Kustomization(s) pointing at DIR")
     b.add_argument("--origins", action="store_true", help="show the source file:line of every value")
+    b.add_argument("--config", type=Path, help="config file (default: .github/infra-review.yml in the repository)")
     b.set_defaults(func=_build)
 
     from bot.cli import check, demo, review, serve

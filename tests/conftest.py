@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import json
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,49 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.app.client import GitHubApp
-from tests.fakegh import SHARED, FakeGitHub, FakePull
+from tests.conftest_paths import WEBHOOK_EXAMPLES
+from tests.fakegh import FakeGitHub, FakePull
 
-EXAMPLES = SHARED / "github" / "webhooks" / "examples"
 APP_ID = 4242
 SECRET = "test-webhook-secret"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def render_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Builds cache under this session's temporary directory (one per xdist worker), never in the user's
+    ~/.cache: runs do not see each other's entries, and nothing is left behind. Subprocesses inherit it."""
+    directory = tmp_path_factory.mktemp("render-cache")
+    before = os.environ.get("INFRA_REVIEW_CACHE")
+    os.environ["INFRA_REVIEW_CACHE"] = str(directory)
+    yield directory
+    if before is None:
+        os.environ.pop("INFRA_REVIEW_CACHE", None)
+    else:
+        os.environ["INFRA_REVIEW_CACHE"] = before
+
+
+async def eventually(probe: Callable[[], Any | Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.02,
+                     what: str = "the expected state") -> Any:
+    """Poll `probe` (plain or async) until it returns something truthy, and return that.
+
+    Tests wait for background work (workers, lease expiry, pruning) this way instead of sleeping a fixed
+    time that a loaded machine may overrun; the timeout is only there to fail a test that would hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 def load_payload(event: str, name: str) -> dict:
-    """A real octokit/webhooks payload from shared/github/webhooks/examples (a fresh copy)."""
-    return copy.deepcopy(json.loads((EXAMPLES / event / name).read_text()))
+    """A real octokit/webhooks payload from tests/fixtures/github/webhooks/examples (a fresh copy)."""
+    return copy.deepcopy(json.loads((WEBHOOK_EXAMPLES / event / name).read_text()))
 
 
 @pytest.fixture(scope="session")

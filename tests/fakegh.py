@@ -1,4 +1,4 @@
-"""THE fake GitHub: an aiohttp server built on GitHub's own OpenAPI description (shared/github).
+"""THE fake GitHub: an aiohttp server built on GitHub's own OpenAPI description (tests/fixtures/github).
 
 Every request is matched to an operation of `openapi-subset.json` and validated (method and path,
 path and query parameters, JSON body against the operation's requestBody schema). Anything GitHub
@@ -22,7 +22,6 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,8 +32,9 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SPEC_PATH = SHARED / "github" / "openapi-subset.json"
+from tests.conftest_paths import OPENAPI
+
+SPEC_PATH = OPENAPI
 SPEC_URI = "urn:github-openapi"
 REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 MAX_BODY = 65_536

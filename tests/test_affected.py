@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest_paths import CORPUS
+from conftest_paths import CORPUS, needs
 
 from bench.bruteforce import (
     MUTATION_KEY,
@@ -28,7 +28,7 @@ from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 
 REPOS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
-pytestmark = pytest.mark.skipif(not REPOS, reason="../shared/corpus/gitops is not present")
+in_corpus = needs(CORPUS, "the real-repository corpus")
 # The two large repositories rebuild a whole-cluster target on most mutations: smaller samples there.
 SAMPLE = {"billimek__k8s-gitops": 5, "onedr0p__home-ops": 8}
 DEFAULT_SAMPLE = 14
@@ -48,6 +48,8 @@ def _report(repo: str, label: str, summary) -> None:
           f"precision {summary.precision:.3f}, exact {summary.exact}/{len(summary.outcomes)}")
 
 
+@in_corpus
+@pytest.mark.slow
 @pytest.mark.parametrize("repo", REPOS)
 def test_affected_never_misses_a_changed_target(repo, tmp_path):
     root = CORPUS / repo
@@ -64,6 +66,8 @@ def test_affected_never_misses_a_changed_target(repo, tmp_path):
     assert not _unexplained(root, renames)
 
 
+@in_corpus
+@pytest.mark.slow
 @pytest.mark.parametrize("repo", REPOS)
 def test_inputs_are_complete(repo, tmp_path):
     """Rendering from a scratch copy of the whole repository gives the same output as from the files

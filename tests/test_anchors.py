@@ -1,4 +1,4 @@
-"""Anchors on real diffs: a real Deployment from the corpus, edited in a throwaway git repo."""
+"""Anchors on real diffs: a real Deployment (podinfo's, carried in tests/fixtures), edited in a throwaway git repo."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest_paths import PODINFO
 
 from bot.model import Finding, Origin, ResourceId
 from bot.review.anchors import anchor, from_pr_files, parse_diff
 
-PODINFO = Path("/work/shared/corpus/gitops/stefanprodan__podinfo/kustomize")
 DEPLOY = "kustomize/deployment.yaml"
-pytestmark = pytest.mark.skipif(not PODINFO.is_dir() or not shutil.which("git"), reason="needs corpus and git")
+pytestmark = pytest.mark.skipif(not shutil.which("git"), reason="needs git")
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest_paths import CORPUS
+from conftest_paths import CORPUS, needs
 
 from bot.config import Config
 from bot.render.build import DiskCache
 from bot.review.pipeline import run_check
 
 REPOS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
+pytestmark = [needs(CORPUS, "the real-repository corpus"), pytest.mark.slow]
 
 
 @pytest.mark.parametrize("name", REPOS)

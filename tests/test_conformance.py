@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest_paths import CONFORMANCE, REPO
+from conftest_paths import CONFORMANCE, REPO, needs
 from provenance_check import check_all
 
 from bot.model import Target
@@ -17,7 +17,7 @@ from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 
 CASES = sorted(p.name for p in CONFORMANCE.iterdir() if (p / "case.json").is_file()) if CONFORMANCE.is_dir() else []
-pytestmark = pytest.mark.skipif(not CASES, reason="../shared/kustomize/conformance is not present")
+pytestmark = [needs(CONFORMANCE, "the Kustomize conformance cases"), pytest.mark.slow]
 
 
 def _render(name: str):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest_paths import CORPUS
+from conftest_paths import CORPUS, needs
 from provenance_check import check_all
 
 from bot.model import Target
@@ -24,7 +24,7 @@ BUILDS = CORPUS / "BUILDS.tsv"
 ROWS = [tuple(line.split("\t")) for line in BUILDS.read_text().splitlines() if line.strip()] if BUILDS.is_file() else []
 REPOS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
 KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(not ROWS, reason="../shared/corpus/gitops is not present")
+in_corpus = needs(CORPUS, "the real-repository corpus")
 
 
 
@@ -53,6 +53,8 @@ def builds() -> dict[tuple[str, str], tuple[Rendered, subprocess.CompletedProces
     return {k: (ours[k], theirs[k]) for k in keys}
 
 
+@in_corpus
+@pytest.mark.slow
 @pytest.mark.parametrize("repo,directory,status", [pytest.param(*r[:3], id=f"{r[0]}:{r[1]}") for r in ROWS])
 def test_directory_renders_as_kubectl(builds, repo, directory, status):
     rendered, expected = builds[(repo, directory)]
@@ -74,6 +76,8 @@ def corpus() -> dict[str, tuple[RepoModel, list[Rendered]]]:
     return out
 
 
+@in_corpus
+@pytest.mark.slow
 @pytest.mark.parametrize("repo", REPOS)
 def test_discovery_finds_targets(corpus, repo):
     model, rendered = corpus[repo]
@@ -87,6 +91,8 @@ def test_discovery_finds_targets(corpus, repo):
     assert len({id(r.target) for r in rendered}) == len(model.targets)
 
 
+@in_corpus
+@pytest.mark.slow
 @pytest.mark.parametrize("repo", REPOS)
 def test_every_target_builds_or_fails_cleanly(corpus, repo):
     _model, rendered = corpus[repo]
@@ -113,6 +119,8 @@ ENVIRONMENTS = [
 ]
 
 
+@in_corpus
+@pytest.mark.slow
 @pytest.mark.parametrize("repo,path,env", ENVIRONMENTS)
 def test_environment_of_known_targets(corpus, repo, path, env):
     model, _ = corpus[repo]
@@ -120,6 +128,8 @@ def test_environment_of_known_targets(corpus, repo, path, env):
     assert envs == {env}
 
 
+@in_corpus
+@pytest.mark.slow
 def test_same_path_in_two_clusters_is_two_targets(corpus):
     """infrastructure/configs is applied by both clusters: one target per cluster, each with its env."""
     model, _ = corpus["fluxcd__flux2-kustomize-helm-example"]
@@ -133,6 +143,8 @@ def test_same_path_in_two_clusters_is_two_targets(corpus):
 PROVENANCE_FLOOR = 0.965
 
 
+@in_corpus
+@pytest.mark.slow
 def test_provenance_on_corpus(corpus):
     total, problems = check_all((f"{repo}:{r.target.key}", r, model.tree.lines)
                                 for repo, (model, rendered) in corpus.items() for r in rendered if r.ok)

@@ -1,16 +1,16 @@
 """Our rules on other linters' test manifests: every row of peer-fixtures/EXPECTED.tsv must agree.
 
 Each fixture file is checked on its own as the complete rendered `production` environment
-(see /work/shared/peer-fixtures/README.md).
+(see ../shared/peer-fixtures/README.md).
 """
 
 from __future__ import annotations
 
 import csv
 from functools import cache
-from pathlib import Path
 
 import pytest
+from conftest_paths import PEER_FIXTURES, needs
 
 from bot.config import Config, effective_policy
 from bot.model import Finding
@@ -18,8 +18,8 @@ from bot.objects import EnvContext
 from bot.plain import load_plain
 from rules import all_rules, run_env_rules
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FIXTURES = SHARED / "peer-fixtures"
+FIXTURES = PEER_FIXTURES
+pytestmark = needs(PEER_FIXTURES, "other linters' fixtures (peer-fixtures)")
 ENV_RULES = {r.id for r in all_rules() if r.scope == "env"}
 
 

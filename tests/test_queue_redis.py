@@ -1,7 +1,12 @@
 """The shared queue against a real redis-server: the SQLite contract, plus what several replicas need.
 
-A session fixture starts its own redis-server (or uses REDIS_URL). Without the binary the tests skip
-locally and fail under CI, which must install it (.ci/redis.sh).
+A session fixture starts its own redis-server (or uses REDIS_URL); under pytest-xdist each worker has
+its own, and every test its own key prefix. Without the binary the tests skip locally and fail under CI,
+which must install it (.ci/redis.sh).
+
+Leases run on Redis server time, so no clock can be injected: a test that asserts a lease still holds
+gives it LEASE seconds, far more than those steps take even on a loaded machine, and a test that needs
+a lease to have run out polls Redis until it has, instead of sleeping a fixed time.
 """
 
 from __future__ import annotations
@@ -23,8 +28,24 @@ from queue_contract import REPO, QueueContract, job
 
 from bot.queue import Delivery, JobState, open_queue
 from bot.queue.redis import DEFAULT_PREFIX, RedisQueue
+from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
+LEASE = 1.0  # seconds: what a lease that must still hold gets (see the module docstring)
+SHORT = 0.2  # seconds: a lease that is only waited out
+
+
+async def lease_ran_out(q: RedisQueue, *job_ids: int) -> bool:
+    """Whether the leases of these claimed jobs are past, judged as the queue's scripts judge them:
+    their deadline in the `running` index against Redis server time."""
+    seconds, micros = await q.redis.time()
+    now = seconds + micros / 1_000_000
+    deadlines = [await q.redis.zscore(f"{q.prefix}running", job_id) for job_id in job_ids]
+    return all(d is not None and d <= now for d in deadlines)
+
+
+async def wait_out(q: RedisQueue, *job_ids: int) -> None:
+    await eventually(lambda: lease_ran_out(q, *job_ids), what=f"the leases of jobs {job_ids} to run out")
 
 
 def _free_port() -> int:
@@ -40,6 +61,8 @@ def _wait_for_ping(url: str, proc: subprocess.Popen, timeout: float = 10.0) -> N
         while True:
             try:
                 if client.ping():
+                    if client.info("server")["process_id"] != proc.pid:
+                        raise RuntimeError(f"another redis-server answers on {url}")
                     return
             except redis.ConnectionError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -60,13 +83,23 @@ def redis_url(tmp_path_factory):
             pytest.fail("redis-server is not installed; CI must install it (.ci/redis.sh)")
         pytest.skip("redis-server is not installed (apt-get install redis-server, or set REDIS_URL)")
     workdir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=workdir)
-    url = f"redis://127.0.0.1:{port}/0"
+    for attempt in range(5):
+        # Another process (an xdist worker starting its own server) may take the port between our
+        # probe and redis-server's bind: then the server exits, and another port is tried.
+        port = _free_port()
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=workdir)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            _wait_for_ping(url, proc)
+            break
+        except RuntimeError:
+            proc.kill()
+            proc.wait()
+            if attempt == 4:
+                raise
     try:
-        _wait_for_ping(url, proc)
         yield url
     finally:
         proc.terminate()
@@ -206,14 +239,13 @@ async def test_one_running_job_per_pr_across_replicas(instances):
 
 
 async def test_dead_workers_job_is_claimable_after_its_lease(instances):
-    dead = await instances(lease=0.2, renew=False)
-    alive = await instances(lease=0.2)
+    dead = await instances(lease=LEASE, renew=False)
+    alive = await instances(lease=LEASE)
     stored = await dead.enqueue(job())
     assert (await dead.claim()).id == stored.id
     assert await alive.claim() is None
     assert await alive.recover() == 0, "a live lease belongs to a running replica"
-    await asyncio.sleep(0.3)
-    resumed = await alive.claim()
+    resumed = await eventually(alive.claim, what="the dead worker's lease to run out")
     assert (resumed.id, resumed.attempt, resumed.state) == (stored.id, 2, JobState.RUNNING)
     assert not await dead.finish(stored.id, JobState.DONE), "the stale claim must not record an outcome"
     assert await alive.state(stored.id) is JobState.RUNNING
@@ -221,10 +253,10 @@ async def test_dead_workers_job_is_claimable_after_its_lease(instances):
 
 
 async def test_recover_requeues_only_expired_leases(instances):
-    dead = await instances(lease=0.2, renew=False)
+    dead = await instances(lease=SHORT, renew=False)
     stored = await dead.enqueue(job())
     await dead.claim()
-    await asyncio.sleep(0.3)
+    await wait_out(dead, stored.id)
     restarted = await instances()
     assert await restarted.recover() == 1
     assert [(j.state, j.attempt) for j in await restarted.jobs()] == [(JobState.QUEUED, 2)]
@@ -232,37 +264,47 @@ async def test_recover_requeues_only_expired_leases(instances):
 
 
 async def test_a_live_worker_keeps_renewing_its_lease(instances):
-    worker = await instances(lease=0.2)
-    other = await instances(lease=0.2)
+    worker = await instances(lease=LEASE)
+    other = await instances(lease=LEASE)
     stored = await worker.enqueue(job())
     await worker.claim()
-    await asyncio.sleep(0.7)
+    first_deadline = await worker.redis.zscore(f"{worker.prefix}running", stored.id)
+
+    async def past_first_deadline() -> bool:
+        seconds, micros = await worker.redis.time()
+        return seconds + micros / 1_000_000 > first_deadline + LEASE / 2
+
+    await eventually(past_first_deadline, what="the first lease to be long past")
+    assert await worker.redis.zscore(f"{worker.prefix}running", stored.id) > first_deadline, "renewed"
     assert await other.claim() is None
     assert await other.recover() == 0
     assert await worker.finish(stored.id, JobState.DONE)
 
 
 async def test_superseded_running_job_is_not_renewed_or_finished(instances):
-    worker = await instances(lease=0.2)
+    worker = await instances(lease=SHORT)
     first = await worker.enqueue(job("a" * 40))
     await worker.claim()
     newer = await (await instances()).enqueue(job("b" * 40, delivery="d2"))
     assert await worker.state(first.id) is JobState.SUPERSEDED
-    await asyncio.sleep(0.3)
+    # The renewal task runs every SHORT / 3 s; once it has seen the job is no longer its own, it
+    # drops it from the jobs it holds.
+    await eventually(lambda: first.id not in worker._held_jobs, what="a renewal to give the job up")
+    assert await worker.state(first.id) is JobState.SUPERSEDED, "renewal did not bring it back"
     assert not await worker.finish(first.id, JobState.DONE)
     assert (await worker.claim()).id == newer.id
 
 
 async def test_a_delivery_is_handled_by_one_replica_at_a_time(instances):
-    a = await instances(lease=0.2, renew=False)
-    b = await instances(lease=0.2)
+    a = await instances(lease=LEASE, renew=False)
+    b = await instances(lease=LEASE)
     await a.add_delivery(Delivery("x-1", "pull_request", "{}"))
     await a.add_delivery(Delivery("x-2", "pull_request", "{}"))
     assert not await b.add_delivery(Delivery("x-1", "pull_request", "{}"))
     assert (await a.next_delivery()).delivery_id == "x-1"
     assert await b.next_delivery() is None, "x-2 must wait: deliveries are handled in order"
-    await asyncio.sleep(0.3)
-    assert (await b.next_delivery()).delivery_id == "x-1", "a's lease ran out, so b redoes x-1"
+    redone = await eventually(b.next_delivery, what="a's delivery lease to run out")
+    assert redone.delivery_id == "x-1", "a's lease ran out, so b redoes x-1"
     await b.finish_delivery("x-1")
     assert (await a.next_delivery()).delivery_id == "x-2"
 
@@ -318,16 +360,16 @@ async def test_cancel_pr_reaches_a_job_running_elsewhere(instances):
 async def test_an_expired_lease_requeues_all_its_owners_jobs_charging_only_a_lone_one(instances):
     """A replica renews its leases together, so one that ran out means the replica died: all its jobs
     were running when it died (none charged), while a replica that ran one job is charged for it."""
-    crowded = await instances(lease=0.3, renew=False)
-    alone = await instances(lease=0.3, renew=False)
+    crowded = await instances(lease=2 * LEASE, renew=False)
+    alone = await instances(lease=2 * LEASE, renew=False)
     first = await crowded.enqueue(job("a" * 40, pr=1))
     later = await crowded.enqueue(job("b" * 40, pr=2))
     lone = await crowded.enqueue(job("c" * 40, pr=3))
     assert (await crowded.claim()).id == first.id
     assert (await alone.claim()).id == later.id
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(LEASE / 2)  # lone's lease then runs out that much after first's
     assert (await crowded.claim()).id == lone.id  # its lease outlives first's
-    await asyncio.sleep(0.2)
+    await wait_out(crowded, first.id, later.id)
     survivor = await instances()
     assert await survivor.recover() == 3
     assert {j.id: (j.state, j.attempt) for j in await survivor.jobs()} == {
@@ -335,12 +377,12 @@ async def test_an_expired_lease_requeues_all_its_owners_jobs_charging_only_a_lon
 
 
 async def test_a_crash_suspect_runs_alone_in_its_replica_while_other_replicas_work(instances):
-    dead = await instances(lease=0.2, renew=False)
+    dead = await instances(lease=SHORT, renew=False)
     first = await dead.enqueue(job("a" * 40, pr=1))
     second = await dead.enqueue(job("b" * 40, pr=2))
     await dead.claim()
     await dead.claim()
-    await asyncio.sleep(0.3)
+    await wait_out(dead, first.id, second.id)
     a, b, c = await instances(), await instances(), await instances()
     assert await a.recover() == 2
     fresh = await a.enqueue(job("c" * 40, pr=3))

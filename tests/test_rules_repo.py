@@ -6,9 +6,9 @@ import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
-from textwrap import dedent
 
 import pytest
+from trees import write
 
 from bot.config import parse_config
 from bot.repo.discover import RepoModel
@@ -16,18 +16,11 @@ from bot.repo.tree import RepoTree
 from rules import run_repo_rules
 from rules.direct_apply import mutating_commands
 from rules.testing import apply_suggestion, of_rule
-from tests.conftest_paths import CORPUS, REPO
+from tests.conftest_paths import CORPUS, REPO, needs
 
 AGE_PROD = "age1ca5s5x7lsgulu0h3z65yk8nwv0u7zexzz7s3pyaszw2nyxl6fasl2h5alg"
 AGE_STG = "age162gx56gneg7yce4ny7engu63zm79mhw4dh2r28fgkn2tzgfwqfa9as97qr"
 
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
 
 
 def run(root: Path, rule: str | None = None, config: str | None = None, changed=None):
@@ -435,6 +428,7 @@ CORPUS_COUNTS = {
 }
 
 
+@needs(CORPUS, "the real-repository corpus")
 @pytest.mark.parametrize("name", sorted(CORPUS_COUNTS))
 def test_corpus_repositories(name):
     found = run_repo_rules(RepoModel(RepoTree(CORPUS / name)))

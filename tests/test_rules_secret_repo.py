@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
+
+from trees import write
 
 from bot.config import Config
 from bot.review.pipeline import run_check
@@ -17,12 +18,6 @@ stringData:
   password: {value}
 """
 
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(textwrap.dedent(text))
-    return root
 
 
 def secrets(root: Path) -> list:

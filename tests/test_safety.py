@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
+from trees import write
 
 from bot.model import Target
 from bot.render.build import DiskCache, Renderer
@@ -28,12 +28,6 @@ spec:
         image: app:1.0
 """
 
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
 
 
 def render(root: Path, directory: str = "app"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ from conftest_paths import REPO
 def test_deploy_passes_its_own_check():
     out = subprocess.run([sys.executable, "-m", "bot", "check", "deploy", "--format", "json"], cwd=REPO,
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                                                               "HOME": "/tmp"})
+                                                               "HOME": "/tmp",
+                                                               "INFRA_REVIEW_CACHE": os.environ.get("INFRA_REVIEW_CACHE", "")})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
     import json
 
@@ -49,7 +51,8 @@ def test_ignored_paths_are_not_part_of_the_repository(tmp_path):
 def test_an_ignored_folder_is_checked_as_a_repository_of_its_own():
     out = subprocess.run([sys.executable, "-m", "bot", "check", "examples/repo", "--format", "json"], cwd=REPO,
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                                                               "HOME": "/tmp"})
+                                                               "HOME": "/tmp",
+                                                               "INFRA_REVIEW_CACHE": os.environ.get("INFRA_REVIEW_CACHE", "")})
     import json
 
     doc = json.loads(out.stdout)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest_paths import CORPUS, needs
 
 from bot.render import substitute as sub
 from bot.render.substitute import (
@@ -24,7 +25,7 @@ from bot.render.substitute import (
     trace_text,
 )
 
-CORPUS = Path("/work/shared/corpus/gitops")
+in_corpus = needs(CORPUS, "the real-repository corpus")
 HOME_OPS = CORPUS / "onedr0p__home-ops"
 HUB_SPOKE = CORPUS / "fluxcd__flux2-hub-spoke-example"
 
@@ -354,6 +355,7 @@ def flux_ks(path: Path, name: str) -> dict:
     )
 
 
+@in_corpus
 def test_home_ops_atuin_backup_component():
     ks = flux_ks(HOME_OPS / "kubernetes/apps/default/atuin/ks.yaml", "atuin")
     values, problems = collect_vars(ks["spec"]["postBuild"], no_lookup, "default")
@@ -373,6 +375,7 @@ def test_home_ops_atuin_backup_component():
     assert Use(8, "KOPIUR_ACCESSMODES", "default") in results[0].uses
 
 
+@in_corpus
 def test_home_ops_cloudflare_tunnel_secret_string_data():
     ks = flux_ks(HOME_OPS / "kubernetes/apps/network/cloudflare-tunnel/ks.yaml", "cloudflare-tunnel")
     objs = load_manifests(HOME_OPS / "bootstrap/kustomize/personal/network/secret.yaml")
@@ -387,6 +390,7 @@ def test_home_ops_cloudflare_tunnel_secret_string_data():
     assert use.source == "substituteFrom:Secret/cloudflare-tunnel-id-secret"
 
 
+@in_corpus
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_home_ops_gatus_configmap_disabled_after_real_render():
     app = HOME_OPS / "kubernetes/apps/o11y/gatus-sidecar/app"
@@ -399,6 +403,7 @@ def test_home_ops_gatus_configmap_disabled_after_real_render():
     assert "port: ${GATUS_WEB_PORT}" in yaml.safe_load(configmap.text)["data"]["config.yaml"]
 
 
+@in_corpus
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_hub_spoke_tenants_cluster_name():
     ks = flux_ks(HUB_SPOKE / "hub/staging.yaml", "tenants")

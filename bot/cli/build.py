@@ -1,17 +1,25 @@
-"""`infra-review build DIR`: the target's output, byte for byte what `kustomize build DIR` prints."""
+"""`infra-review build DIR`: the target's output, byte for byte what `kustomize build DIR` prints.
+
+DIR is read through the same repository model as `check` (bot/review/pipeline.make_model, with the
+repository's .github/infra-review.yml): environment aliases and paths apply, Flux objects under
+`ignore` paths are not part of the repository, and a folder the repository ignores is built as a
+repository of its own.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from bot.config import Config
 from bot.model import Target
 from bot.render.build import Rendered, Renderer
 from bot.render.kustomize import RendererMissing
 from bot.repo.discover import RepoModel
-from bot.repo.tree import RepoTree, find_root
+from bot.repo.tree import find_root
 
 
 def leaves(value: Any, prefix: str = ""):
@@ -41,17 +49,51 @@ def show_origins(rendered: Rendered, out) -> None:
             out.write(f"{path} = {shown!s:<30}  <- {origin} [{origin.via}]\n")
 
 
+def nested_root(root: Path, rel: str, config: Config) -> Path | None:
+    """The repository of its own that `rel` lies in when the enclosing repository's `ignore` paths
+    exclude it (a nested example repository): the outermost ignored folder on the way down to `rel`,
+    which is `rel` itself when it is the ignored folder. None when `rel` belongs to `root`."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    for i in range(1, len(parts) + 1):
+        if config.is_ignored("/".join(parts[:i])):
+            return root.joinpath(*parts[:i])
+    return None
+
+
+def repository(directory: Path, explicit_root: Path | None, config_file: Path | None) -> tuple[RepoModel, str]:
+    """The repository model `check` would use for `directory` (the configuration's environment aliases
+    and paths, its `ignore`), and the directory's path in it. Raises UsageError."""
+    from bot.cli.check import UsageError, load_config
+    from bot.review.pipeline import make_model
+
+    root = find_root(directory, explicit_root)
+    if not directory.is_relative_to(root):
+        raise UsageError(f"{directory} is outside the repository root {root}; pass --root")
+    config = load_config(config_file, root)
+    rel = os.path.relpath(directory, root).replace(os.sep, "/")
+    nested = nested_root(root, rel, config)
+    if nested is not None:
+        # As `check` does: the enclosing repository says this folder is not part of it, so it is a
+        # repository of its own, with its own configuration.
+        root = nested
+        config = load_config(config_file, root)
+        rel = os.path.relpath(directory, root).replace(os.sep, "/")
+    return make_model(root, config), rel
+
+
 def run(args: argparse.Namespace) -> int:
+    from bot.cli.check import UsageError
+
     directory = args.dir.resolve()
     if not directory.is_dir():
         print(f"infra-review build: {args.dir} is not a directory; give a kustomization directory", file=sys.stderr)
         return 2
-    root = find_root(directory, args.root)
-    if not directory.is_relative_to(root):
-        print(f"infra-review build: {args.dir} is outside the repository root {root}; pass --root", file=sys.stderr)
+    try:
+        model, rel = repository(directory, args.root, getattr(args, "config", None))
+    except UsageError as exc:
+        print(f"infra-review build: {exc}", file=sys.stderr)
         return 2
-    rel = os.path.relpath(directory, root).replace(os.sep, "/")
-    model = RepoModel(RepoTree(root))
+    root = model.tree.root
     try:
         renderer = Renderer(model)
     except RendererMissing as exc:
@@ -60,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
     if args.flux:
         targets = [t for t in model.targets if t.flux is not None and t.path == rel]
         if not targets:
-            print(f"infra-review build: no Flux Kustomization in {root} has spec.path {rel}; "
+            outside = " outside the configured `ignore` paths" if model.ignored is not None else ""
+            print(f"infra-review build: no Flux Kustomization{outside} in {root} has spec.path {rel}; "
                   "drop --flux to build the kustomization as it is", file=sys.stderr)
             return 2
     else:
-        targets = [Target(rel, None, None)]
+        targets = [Target(rel, model.environment_of(rel, None), None)]
     status = 0
     for i, target in enumerate(targets):
         rendered = Renderer.render(renderer, target)
@@ -73,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             continue
         if len(targets) > 1:
-            sys.stdout.write(f"# Flux Kustomization {target.flux.namespace}/{target.flux.name}\n" if i == 0 else
-                             f"---\n# Flux Kustomization {target.flux.namespace}/{target.flux.name}\n")
+            flux = target.flux
+            assert flux is not None
+            env = f", environment {target.environment}" if target.environment else ""
+            sys.stdout.write(("" if i == 0 else "---\n") + f"# Flux Kustomization {flux.namespace}/{flux.name} "
+                             f"({flux.file}{env})\n")
         if args.origins:
             show_origins(rendered, sys.stdout)
         else:
