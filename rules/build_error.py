@@ -12,5 +12,16 @@ RULE = Rule(
     severity=all_envs("error"),
     scope="repo",
     check=None,
-    edge_cases=("Reported at the source position with the builder's message.",),
+    edge_cases=(
+        "Reported with kustomize's own error sentence (no log prefixes, timestamps or stack traces), at the "
+        "`resources:`/`components:` entry or the field it names, in the kustomization where it happened (an id "
+        "conflict in a base is at the base's entry); a crash, running out of memory (2 GiB) or the timeout is said "
+        "in words, with the limit.",
+        "Kustomizations that include each other (A → B → A) are an error on each target involved, naming the cycle "
+        "at the entry that closes it.",
+        "Before kustomize runs, every YAML file it would parse is read by our own bounded scan: a file nesting deeper "
+        "than 128 levels, or inputs holding more than 250,000 YAML nodes once aliases are expanded (a file counted "
+        "each time the build reads it), is refused at the line where it crosses the bound (an alias bomb costs "
+        "kustomize gigabytes). Files a generator reads as data (`files:`, `envs:`) are not scanned.",
+    ),
 )

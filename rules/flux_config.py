@@ -35,6 +35,9 @@ RULE = Rule(
     edge_cases=(
         "Error: a Kustomization `spec.path` or a HelmRelease chart path (GitRepository source that is this "
         "repository) that does not exist; paths holding `${VAR}` are not judged.",
+        "Error, once: when the paths of all the Kustomizations judged are missing, and they are two different paths "
+        "or more, one finding says the repository root looks wrong, naming the root used (`check --root` chooses "
+        "another), instead of one \"path not found\" per Kustomization.",
         "Warning: a Kustomization without `prune: true`, `sourceRef`, `interval`, or `healthChecks`/`wait` (one "
         "finding per missing setting); the bootstrap `flux-system` Kustomization that `flux bootstrap` writes is "
         "exempt from the health-check warning, since it only applies the cluster's own Flux objects; so is an "
@@ -112,14 +115,43 @@ def _source_ref_finding(emit: _Emit, field: str, source: Any, defined: set[tuple
     )
 
 
+def _judged_path(scope: RepoScope, ref: FluxRef) -> str | None:
+    """The repository folder a Kustomization's `spec.path` is judged as, None when it is not judged
+    (another source, or `${VAR}` in it)."""
+    target = scope.model.flux_path(ref)
+    return target if target is not None and "${" not in str(ref.spec.get("path") or "") else None
+
+
+def root_finding(scope: RepoScope, rule: Rule, kustomizations: list[tuple[FluxRef, YamlDoc]]) -> Finding | None:
+    """One finding when the paths of all the Kustomizations judged, two different ones or more, are
+    missing: the likelier cause is that the repository root is not the folder they are relative to."""
+    judged = [(ref, doc) for ref, doc in kustomizations if _judged_path(scope, ref) is not None]
+    paths = {_judged_path(scope, ref) or "" for ref, _doc in judged}
+    if len(paths) < 2 or any(scope.model.tree.is_dir(path) for path in paths):
+        return None  # one folder that several Kustomizations apply is missing: said on each of them
+    ref, doc = judged[0]
+    emit = _Emit(scope, rule, ref, doc, scope.environment(ref.file, ref))
+    shown = ", ".join(f"`{r.spec.get('path')}`" for r, _d in judged[:3]) + (", …" if len(judged) > 3 else "")
+    return emit(
+        "error", "spec.path",
+        f"none of the {len(judged)} Flux Kustomizations' `spec.path`s ({shown}) is a folder of the repository "
+        f"root used, `{scope.model.tree.root}`, so the root looks wrong: Flux resolves them from the root of the "
+        f"source repository, and from this one every Kustomization would fail with \"kustomization path not "
+        f"found\" and nothing would be applied or checked.",
+        "If this folder is part of a larger repository, check that repository, or give its root with "
+        "`infra-review check --root DIR`; otherwise point the `spec.path`s at existing folders, relative to the "
+        "repository root.",
+    )
+
+
 def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc,
-                           defined: set[tuple[str, str]]) -> Iterator[Finding | None]:
+                           defined: set[tuple[str, str]], paths_judged: bool = True) -> Iterator[Finding | None]:
     spec = ref.spec
     raw_path = spec.get("path")
     target = scope.model.flux_path(ref)
     emit = _Emit(scope, rule, ref, doc, scope.environment(target or ref.file, ref))
     lines = scope.model.tree.lines(ref.file)
-    if target is not None and "${" not in str(raw_path or "") and not scope.model.tree.is_dir(target):
+    if paths_judged and target is not None and "${" not in str(raw_path or "") and not scope.model.tree.is_dir(target):
         yield emit(
             "error", "spec.path",
             f"`spec.path: {raw_path}` resolves to `{target}`, which is not a directory of this repository, so "
@@ -210,10 +242,14 @@ def type_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc) -> I
 
 def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     defined = defined_sources(scope)
-    for ref, doc in flux_docs(scope):
+    docs = list(flux_docs(scope))
+    wrong_root = root_finding(scope, rule, [(ref, doc) for ref, doc in docs if ref.kind == "Kustomization"])
+    if wrong_root is not None:
+        yield wrong_root
+    for ref, doc in docs:
         yield from (f for f in type_findings(scope, rule, ref, doc) if f is not None)
         if ref.kind == "Kustomization":
-            found = kustomization_findings(scope, rule, ref, doc, defined)
+            found = kustomization_findings(scope, rule, ref, doc, defined, paths_judged=wrong_root is None)
         elif ref.kind == "HelmRelease":
             found = helmrelease_findings(scope, rule, ref, doc, defined)
         else:

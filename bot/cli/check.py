@@ -10,10 +10,10 @@ from io import BytesIO
 from pathlib import Path
 
 from bot.config import Config, ConfigError, parse_config
-from bot.model import Finding
+from bot.publish.report import fails
 from bot.render.kustomize import RendererMissing
 from bot.repo.git import GitError, git
-from bot.repo.tree import find_root
+from bot.repo.tree import choose_root
 
 CONFIG_PATH = ".github/infra-review.yml"
 
@@ -58,8 +58,22 @@ def materialize_ref(repo: Path, ref: str, dest: Path, option: str = "--base") ->
     return dest
 
 
-def failing(findings: list[Finding], fail_on: str) -> bool:
-    return any(f.severity == "error" and not f.suppressed and (f.new or fail_on == "all") for f in findings)
+def unresolved_flux_paths(root: Path) -> str | None:
+    """When nothing could be checked because no Flux Kustomization's path is a folder of `root`: the
+    sentence that says the root looks wrong (rather than that nothing was found)."""
+    from bot.repo.discover import RepoModel
+    from bot.repo.tree import RepoTree
+
+    try:
+        model = RepoModel(RepoTree(root))
+        paths = model.declared_paths()
+    except (OSError, ValueError):
+        return None
+    if not paths or any(model.tree.is_dir(p) for p in paths):
+        return None
+    shown = ", ".join(f"`{p}`" for p in paths[:3]) + (", …" if len(paths) > 3 else "")
+    return (f"{root}: none of the {len(paths)} Flux Kustomization paths ({shown}) is a folder of this root, so "
+            f"nothing could be built and the root looks wrong: give the repository they are relative to with --root")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,19 +81,23 @@ def run(args: argparse.Namespace) -> int:
     from bot.publish.jsonout import render_json
     from bot.publish.sarif import render_sarif
     from bot.publish.text import render_text
-    from bot.review.pipeline import run_check
+    from bot.review.pipeline import NothingToCheck, run_check
 
+    head = args.path
     try:
         path = args.path.resolve()
         if not path.exists():
             raise UsageError(f"{args.path}: no such file or directory; give a repository or manifest folder")
-        root = find_root(path) if path.is_dir() else path.parent
+        choice = choose_root(path, args.root) if path.is_dir() else None
+        root = choice.root if choice else path.parent
+        if choice and not path.is_relative_to(root):
+            raise UsageError(f"{args.path} is outside the root {root} given with --root")
         scope = None
         head = path
         config = load_config(args.config, root if path.is_dir() else path.parent)
-        if path.is_dir() and path != root and (root / ".git").exists():
+        if choice and path != root and choice.kind in ("given", "git"):
             rel = path.relative_to(root).as_posix()
-            if config.is_ignored(rel):
+            if choice.kind == "git" and config.is_ignored(rel):
                 # The enclosing repository says this folder is not part of it (a nested example
                 # repository): check it as a repository of its own.
                 root = path
@@ -91,12 +109,14 @@ def run(args: argparse.Namespace) -> int:
             if args.base:
                 candidate = Path(args.base)
                 base = candidate.resolve() if candidate.exists() else materialize_ref(root, args.base, Path(tmp))
+                if not candidate.exists() and choice and choice.work_tree and root != choice.work_tree:
+                    base = base / root.relative_to(choice.work_tree)  # the revision holds the whole work tree
             report = run_check(head, base, config, envs=args.env, scope=scope)
-    except UsageError as exc:
-        print(f"infra-review check: {exc}", file=sys.stderr)
-        return 2
-    except RendererMissing as exc:
-        print(f"infra-review check: {exc}", file=sys.stderr)
+        if choice and choice.note and head == root:
+            report.notes.insert(0, choice.note)
+    except (UsageError, RendererMissing, NothingToCheck) as exc:
+        hint = unresolved_flux_paths(head) if isinstance(exc, NothingToCheck) else None
+        print(f"infra-review check: {hint or exc}", file=sys.stderr)
         return 2
     fail_on = args.fail_on or config.fail_on
     fmt = args.format
@@ -105,11 +125,11 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "sarif":
         out = render_sarif(report)
     elif fmt == "github":
-        out = render_github(report)
+        out = render_github(report, fail_on)
     else:
-        out = render_text(report, colour=sys.stdout.isatty())
+        out = render_text(report, colour=sys.stdout.isatty(), fail_on=fail_on)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
-    return 1 if failing(report.findings, fail_on) else 0
+    return 1 if fails(report.findings, fail_on) else 0
 
 
 def add_parser(sub) -> None:
@@ -121,4 +141,6 @@ def add_parser(sub) -> None:
     c.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text")
     c.add_argument("--config", type=Path, help=f"config file (default: {CONFIG_PATH} in the repository)")
     c.add_argument("--fail-on", choices=("new", "all"), help="exit 1 on new errors (default) or on any error")
+    c.add_argument("--root", type=Path, help="the repository root Flux paths are relative to (default: PATH or "
+                                             "its git work tree, whichever more of the Flux paths resolve from)")
     c.set_defaults(func=run)

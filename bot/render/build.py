@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bot.deadline import Deadline
 from bot.model import ResourceId, Target
 from bot.objects import RenderedObject
@@ -29,16 +31,29 @@ from bot.render import flux
 from bot.render.annotations import inject, own_origin, split_documents, strip_output
 from bot.render.kustomize import Kustomize, clean_error, find_kustomize, run_build, setting
 from bot.repo.discover import RepoModel
-from bot.repo.kustomization import BuildError
+from bot.repo.graph import Inputs
+from bot.repo.kustomization import BuildError, locate_error
 from bot.repo.tree import KUSTOMIZATION_NAMES, PathEscape
-from bot.yamlpos import YamlDoc, YamlError, load_docs
+from bot.yamlpos import MAX_DEPTH, YamlDoc, YamlError, load_docs
 
-CACHE_VERSION = "2"  # 2: builds read their directory after `--`; results of version 1 are not trusted
+CACHE_VERSION = "3"  # 3: errors are kustomize's own sentence at a line, inputs are pre-scanned
 MAX_INPUT_BYTES = 64 * 1024 * 1024
+# YAML nodes one build may hold, after alias expansion and counting each time a file is read (a base
+# that two included folders include is built twice). Kustomize expands aliases itself, at about 1.3 KiB
+# of memory per node: this keeps a build under about 400 MiB, where the 500,000 nodes our own parser
+# allows per file cost it about 750 MiB. The largest target of the eight repositories of
+# tests/test_check_corpus.py holds 12,400.
+MAX_BUILD_NODES = 250_000
 CACHE_MAX_BYTES = int(setting("INFRA_REVIEW_CACHE_MAX_BYTES", 1024**3))
 CACHE_MAX_AGE = setting("INFRA_REVIEW_CACHE_MAX_AGE", 7 * 24 * 3600)
 PRUNE_EVERY = 600.0  # seconds; shared by every process using the directory, through a stamp file
 _STAMP = ".pruned"
+
+
+try:
+    from yaml import CSafeLoader as _EventLoader
+except ImportError:  # pragma: no cover - libyaml is present on every supported platform
+    from yaml import SafeLoader as _EventLoader  # type: ignore[assignment]
 
 
 def default_cache_dir() -> Path:
@@ -121,6 +136,8 @@ class DiskCache:
         self._written += len(text)
 
     def _prune_due(self) -> bool:
+        if self.directory is None:
+            return False
         try:
             return time.time() - (self.directory / _STAMP).stat().st_mtime > PRUNE_EVERY
         except OSError:
@@ -160,6 +177,64 @@ def _cache_files(directory: str) -> Iterator[tuple[float, int, Path]]:
             yield info.st_mtime, info.st_size, Path(entry.path)
 
 
+class Refused(ValueError):
+    """A YAML input past a bound, with the line where it crossed it."""
+
+    def __init__(self, reason: str, line: int | None):
+        super().__init__(reason)
+        self.reason, self.line = reason, line
+
+
+def _line(event: yaml.Event) -> int | None:
+    return event.start_mark.line + 1 if event.start_mark is not None else None
+
+
+def yaml_nodes(text: bytes | str, limit: int | None = None) -> int:
+    """How many YAML nodes (keys included) the documents of `text` hold once their aliases are
+    expanded, as kustomize (kyaml) expands them: counted from the parser's events, so nothing is
+    built and an alias costs what its anchor holds (a redefined anchor counts its latest value, as in
+    YAML 1.2 and go-yaml, where our own composer refuses the file). Refused past `limit` nodes (default
+    MAX_BUILD_NODES) or MAX_DEPTH levels of nesting. A syntax error ends the count: kustomize fails on
+    it with its own sentence, before it expands anything (go-yaml parses a document whole first)."""
+    limit = MAX_BUILD_NODES if limit is None else limit
+    held = 0  # every node read so far, aliases expanded
+    anchors: dict[str, int] = {}
+    open_: list[list] = []  # [nodes so far, anchor] of each collection being read
+    try:
+        for event in yaml.parse(text, Loader=_EventLoader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                anchors.clear()
+                continue
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(open_) >= MAX_DEPTH:
+                    raise Refused(f"it nests deeper than {MAX_DEPTH} levels", _line(event))
+                open_.append([1, event.anchor])
+                held += 1
+            elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionEndEvent)):
+                if isinstance(event, yaml.ScalarEvent):
+                    n, anchor = 1, event.anchor
+                    held += 1
+                elif isinstance(event, yaml.AliasEvent):
+                    n, anchor = anchors.get(event.anchor or "", 1), None
+                    held += n
+                else:
+                    n, anchor = open_.pop()
+                if anchor is not None:
+                    anchors[anchor] = n
+                if open_:
+                    open_[-1][0] += n
+            if held > limit:
+                raise Refused(f"it expands to more than {limit:,} YAML nodes (aliases expanded), more than one build "
+                              f"may hold", _line(event))
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem):  # libyaml's own bound, met before ours in flow style
+            mark = exc.problem_mark or exc.context_mark
+            raise Refused(f"it nests deeper than {MAX_DEPTH} levels", mark.line + 1 if mark else None) from None
+    except yaml.YAMLError:
+        pass
+    return held
+
+
 def _output_docs(text: str, name: str) -> list[YamlDoc]:
     """The documents of a build's output, parsed one at a time: YAML's per-file bound then applies to
     each object (etcd refuses objects over about 1.5 MiB anyway), while the output as a whole is
@@ -196,7 +271,42 @@ class Renderer:
                 h.update(b"<missing>")
         return h.hexdigest()
 
-    def _materialize(self, target: Target, files: list[str], scratch: Path) -> tuple[bool, str]:
+    def _nodes(self, rel: str, inputs: Inputs) -> int:
+        """YAML nodes of one input as kustomize holds them (yaml_nodes; kept per tree); a file over a
+        bound is a BuildError at the line where it crosses it."""
+        key = ("nodes", rel)
+        known = self.model.tree.memo.get(key)
+        if known is None:
+            try:
+                known = yaml_nodes(self.model.tree.abspath(rel).read_bytes())
+            except Refused as exc:
+                known = (exc.reason, exc.line)
+            except OSError as exc:
+                known = (exc.strerror or str(exc), None)
+            self.model.tree.memo[key] = known
+        if isinstance(known, tuple):
+            reason, line = known
+            where = (rel, line) if line else (self.model.graph.entry(rel, inputs.dirs) or (rel, None))
+            raise BuildError(f"`{rel}` is refused before building: {reason}", *where)
+        return known  # type: ignore[return-value]
+
+    def _prescan(self, target: Target, inputs: Inputs) -> None:
+        """Our own bounded read of every file kustomize will parse, before it runs: kustomize expands
+        aliases and nests without bounds (an alias bomb costs it gigabytes), so a file past a bound,
+        or inputs that would make the build hold more than MAX_BUILD_NODES, never reach it."""
+        tree = self.model.tree
+        scanned = sorted(f for f in inputs.yaml_files() if tree.is_file(f))
+        counts = {rel: self._nodes(rel, inputs) for rel in scanned}
+        total = self.model.weight(target, lambda rel: counts[rel] if rel in counts else self._nodes(rel, inputs))
+        if total > MAX_BUILD_NODES:
+            heaviest = max(scanned, key=lambda rel: (counts[rel], rel))
+            where = self.model.graph.entry(heaviest, inputs.dirs) or (heaviest, None)
+            raise BuildError(
+                f"`{target.path}` is refused before building: its YAML inputs hold {total:,} nodes (aliases expanded, "
+                f"a file counted each time the build reads it), over the {MAX_BUILD_NODES:,} one build may hold; the "
+                f"largest is `{heaviest}` ({counts[heaviest]:,})", *where)
+
+    def _materialize(self, target: Target, files: list[str], scratch: Path) -> bool:
         """Copy the inputs, apply Flux's kustomization edits and inject origin annotations.
         Returns whether annotations were injected (and so must be stripped)."""
         total = 0
@@ -207,10 +317,11 @@ class Renderer:
             try:
                 self.model.tree.resolve(".", rel)
             except PathEscape as exc:
-                raise BuildError(str(exc), rel) from None
+                raise BuildError(str(exc), *(self._entry(target, rel) or (rel, None))) from None
             total += src.stat().st_size
             if total > MAX_INPUT_BYTES:
-                raise BuildError(f"inputs exceed {MAX_INPUT_BYTES // 2**20} MiB", target.path)
+                raise BuildError(f"inputs exceed {MAX_INPUT_BYTES // 2**20} MiB (with `{rel}`)",
+                                 *(self._entry(target, rel) or (target.path, None)))
             dst = scratch / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
@@ -225,6 +336,9 @@ class Renderer:
         kfile.write_text(text, encoding="utf-8")
         return injected
 
+    def _entry(self, target: Target, rel: str) -> tuple[str, int] | None:
+        return self.model.graph.entry(rel, self.model.inputs(target).dirs)
+
     def _raw_build(self, target: Target) -> tuple[dict[str, Any], bool]:
         inputs = self.model.inputs(target)
         if inputs.errors:
@@ -238,13 +352,16 @@ class Renderer:
         scratch = Path(tempfile.mkdtemp(prefix="infra-review-build-"))
         try:
             try:
+                self._prescan(target, inputs)
                 injected = self._materialize(target, files, scratch)
             except BuildError as exc:
                 return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False}, False
             res = run_build(self.kustomize, scratch, target.path, stop=self.deadline)
-            kfile = self.model.tree.kustomization_file(target.path) or target.path
-            value = {"rc": res.returncode, "stdout": res.stdout, "injected": injected,
-                     "error": None if res.returncode == 0 else [clean_error(res.stderr, scratch), kfile, None]}
+            error = None
+            if res.returncode != 0:
+                message = clean_error(res.stderr, scratch, res.returncode)
+                error = [message, *locate_error(self.model.tree, target.path, message)]
+            value = {"rc": res.returncode, "stdout": res.stdout, "injected": injected, "error": error}
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if not res.stopped:

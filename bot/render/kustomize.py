@@ -44,7 +44,8 @@ def setting(name: str, default: float) -> float:
 
 BUILD_TIMEOUT = setting("INFRA_REVIEW_BUILD_TIMEOUT", 60)
 MAX_TARGET_BYTES = int(setting("INFRA_REVIEW_MAX_TARGET_BYTES", 16 * 1024 * 1024))
-MAX_STDERR = 64 * 1024  # the tail is kept: kustomize's reason is its last line
+MAX_STDERR = 64 * 1024  # the head and the tail are kept: a crash says why first, an error last
+STDERR_HEAD = 8 * 1024
 MEMORY_CAP = 2 * 1024**3
 FILE_SIZE_CAP = 64 * 1024 * 1024  # the build writes no files; this bounds any it tries to
 CLOSED_PROXY = "http://127.0.0.1:9"
@@ -179,6 +180,7 @@ def _read_bounded(proc: subprocess.Popen, deadline: float, max_output: int, stop
     """All of stdout (up to `max_output`) and the tail of stderr, read as they come; Stopped as soon
     as `stop` says the work it is part of must stop."""
     out, err = bytearray(), bytearray()
+    assert proc.stdout is not None and proc.stderr is not None  # both are pipes
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
@@ -195,7 +197,8 @@ def _read_bounded(proc: subprocess.Popen, deadline: float, max_output: int, stop
                 if len(out) > max_output:
                     raise _OutputLimit(f"the build printed more than {_size(max_output)}, the per-target "
                                        "output limit (INFRA_REVIEW_MAX_TARGET_BYTES), and was stopped")
-                del err[:-MAX_STDERR]
+                if len(err) > MAX_STDERR:
+                    del err[STDERR_HEAD:len(err) - (MAX_STDERR - STDERR_HEAD)]
     return bytes(out), bytes(err)
 
 
@@ -231,7 +234,8 @@ def run_build(kz: Kustomize, workdir: Path, directory: str, timeout: float = BUI
             proc.wait(max(deadline - time.monotonic(), 0))
         except (TimeoutError, subprocess.TimeoutExpired):
             _kill_group(proc)
-            return RunResult(124, "", f"kustomize build timed out after {timeout:.0f}s", stopped=True)
+            return RunResult(124, "", f"kustomize build timed out after {timeout:.0f}s, the per-target limit "
+                                      "(INFRA_REVIEW_BUILD_TIMEOUT), and was stopped", stopped=True)
         except _OutputLimit as exc:
             _kill_group(proc)
             return RunResult(1, "", str(exc), stopped=True)
@@ -241,12 +245,111 @@ def run_build(kz: Kustomize, workdir: Path, directory: str, timeout: float = BUI
     return RunResult(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def clean_error(stderr: str, workdir: Path | None = None) -> str:
-    """Kustomize's message for people: the last `Error:` line, scratch paths removed."""
+_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]\s]+:\d+\] ?(.*)$")
+_GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\",
+               '"': '"', "'": "'"}
+_OUT_OF_MEMORY = re.compile(r"^(?:fatal error: out of memory|runtime: out of memory|fatal error: runtime: cannot "
+                            r"allocate memory|runtime: cannot allocate memory)", re.M)
+_CRASH = re.compile(r"^(?:panic: |fatal error: )(.+)$", re.M)
+_STACK = re.compile(r"^goroutine \d+ \[", re.M)
+# Kustomize tries every `resources:` entry as a file and then as a folder, and reports both attempts;
+# only the one that matches what the entry is says anything.
+_AS_FOLDER = re.compile(r"accumulation err='accumulating resources from '([^']*)': '[^']*' must resolve to a file': "
+                        r"(?:recursed accumulation of path '[^']*': )?")
+_AS_FILE = re.compile(r"accumulation err='(.*)': must build at directory: (?:not a valid directory: .*|'[^']*': "
+                      r"file is not directory)$")
+_REPEATED = re.compile(r"accumulating resources: (?=(?:accumulating|merging) resources from ')")
+
+
+def _go_unquote(text: str, start: int) -> str:
+    """The Go-quoted string (strconv.Quote) starting at the quote at `start`, unescaped; up to the end
+    of the text when it is not closed."""
+    out: list[str] = []
+    i = start + 1
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            break
+        if c == "\\" and i + 1 < len(text):
+            e = text[i + 1]
+            width = {"x": 2, "u": 4, "U": 8}.get(e)
+            if width and re.fullmatch(r"[0-9a-fA-F]+", text[i + 2:i + 2 + width] or "-"):
+                code = int(text[i + 2:i + 2 + width], 16)
+                out.append(chr(code) if code <= 0x10FFFF else "\ufffd")
+                i += 2 + width
+                continue
+            out.append(_GO_ESCAPES.get(e, "\\" + e))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _klog_error(lines: list[str]) -> str | None:
+    """The `err` of the last error klog wrote (`E1201 17:09:32.699923 25153 run.go:72] "command failed"
+    err="..."`), else its message; None when kubectl logged nothing."""
+    found = None
+    for i, line in enumerate(lines):
+        m = _KLOG.match(line)
+        if not m or line[0] not in "EF":
+            continue
+        rest = m.group(1)
+        key = rest.find(" err=")
+        if key >= 0 and rest[key + 5:key + 6] == '"':
+            found = _go_unquote(rest, key + 5)
+        elif key >= 0 and rest[key + 5:].startswith("<"):
+            # klog's form for a value of several lines: err=<, the lines indented by a tab, then " >".
+            block = []
+            for follow in lines[i + 1:]:
+                if follow.strip() == ">":
+                    break
+                block.append(follow[1:] if follow.startswith("\t") else follow)
+            found = " ".join(ln.strip() for ln in block if ln.strip())
+        elif rest.startswith('"'):
+            found = _go_unquote(rest, 0)
+        else:
+            found = rest
+    return found
+
+
+def _plain(message: str) -> str:
+    """Kustomize's sentence without the attempt that did not apply (see _AS_FOLDER, _AS_FILE)."""
+    message = _AS_FOLDER.sub(lambda m: f"accumulating resources from '{m.group(1)}': ", message)
+    while (m := _AS_FILE.search(message)) is not None:
+        message = message[:m.start()] + m.group(1)
+    return _REPEATED.sub("", message).strip()
+
+
+def clean_error(stderr: str, workdir: Path | None = None, returncode: int | None = None) -> str:
+    """Why a build failed, in one sentence: kustomize's own error (from kubectl's klog line or
+    kustomize's `Error:` line) without log prefixes, timestamps or stack traces, scratch paths made
+    repository-relative; a crash, a kill or running out of memory said in words, with the limit."""
     text = stderr.strip()
     if workdir is not None:
-        text = text.replace(str(workdir) + "/", "").replace(str(workdir), ".")
+        for base in dict.fromkeys((str(workdir), str(Path(workdir).resolve()))):
+            text = text.replace(base + "/", "").replace(base, ".")
+    if _OUT_OF_MEMORY.search(text):
+        return f"kustomize ran out of memory (limit {_size(MEMORY_CAP)})"
+    if returncode is not None and returncode < 0:
+        sig = -returncode
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
+        if sig == signal.SIGKILL:
+            return f"kustomize was killed ({name}), most likely for running out of memory (limit {_size(MEMORY_CAP)})"
+        return f"kustomize crashed: killed by {name}"
+    crash = _CRASH.search(text)
+    if crash and (_STACK.search(text) or crash.group(0).startswith("fatal error")):
+        return f"kustomize crashed: {crash.group(1).removesuffix(' [recovered]').strip()}"
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("Error:") or ln.startswith("error:")]
-    msg = (errs[-1] if errs else (lines[-1] if lines else "kustomize build failed"))
-    return re.sub(r"^(Error|error):\s*", "", msg)
+    said = _klog_error(lines)
+    if said is None:
+        errs = [ln for ln in lines if ln.startswith(("Error:", "error:"))]
+        said = re.sub(r"^(Error|error):\s*", "", errs[-1]) if errs else None
+    if said is None and _STACK.search(text):
+        return "kustomize crashed"
+    if said is None:
+        said = lines[-1] if lines else ""
+    said = _plain(" ".join(ln.strip() for ln in said.splitlines()))
+    if not said:
+        return f"kustomize failed (exit status {returncode})" if returncode else "kustomize build failed"
+    return said

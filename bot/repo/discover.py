@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from bot.model import FluxRef, Target
+from bot.model import FluxRef, Target, as_dict, as_list
 from bot.repo.environments import env_from_path, overlay_env
 from bot.repo.flux_spec import checked_spec
 from bot.repo.graph import Graph, Inputs, touches
 from bot.repo.kustomization import BuildError
 from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape, RepoTree
-from bot.yamlpos import YamlError
+from bot.yamlpos import YamlDoc, YamlError
 
 FLUX_KINDS = {
     "kustomize.toolkit.fluxcd.io": {"Kustomization"},
@@ -161,15 +161,18 @@ class RepoModel:
             return None
 
     def environment_of(self, path: str, flux: FluxRef | None) -> str | None:
+        return self.named_environment(path, flux) or self.default_environment
+
+    def named_environment(self, path: str, flux: FluxRef | None) -> str | None:
+        """The environment the config's paths, the cluster folder or the overlay folder name; None
+        when only the fallback (`default_environment`) applies."""
         if self.env_override is not None:
             configured = self.env_override(path) or (self.env_override(flux.file) if flux else None)
             if configured:
                 return configured
         if flux is not None:
-            env = env_from_path(flux.file, self.aliases, ("clusters",)) or env_from_path(path, self.aliases)
-        else:
-            env = overlay_env(path, self.aliases) or env_from_path(path, self.aliases)
-        return env or self.default_environment
+            return env_from_path(flux.file, self.aliases, ("clusters",)) or env_from_path(path, self.aliases)
+        return overlay_env(path, self.aliases) or env_from_path(path, self.aliases)
 
     def substitute_sources(self, ref: FluxRef) -> list[str]:
         """Files defining the ConfigMaps/Secrets a Flux Kustomization substitutes from."""
@@ -210,18 +213,74 @@ class RepoModel:
         if target.flux is None:
             return self.graph.kustomization_inputs(target.path)
         spec = target.flux.spec
-        comps = [c for c in (spec.get("components") or []) if isinstance(c, str)]
+        listed = as_list(spec.get("components"))
+        comps = [c for c in listed if isinstance(c, str)]
+        doc = self.flux_document(target.flux)
+        spans = [doc.span(("spec", "components", i)) if doc else None for i, c in enumerate(listed) if isinstance(c, str)]
+        lines = [span[0] if span else None for span in spans]
         inputs = Inputs()
-        inputs.merge(self.graph.flux_inputs(target.path, comps, self.substitute_sources(target.flux)))
+        inputs.merge(self.graph.flux_inputs(target.path, comps, self.substitute_sources(target.flux),
+                                            target.flux.file, lines))
         inputs.files.add(target.flux.file)
         inputs.files.update(self.source_files(target.flux))
         return inputs
+
+    def flux_document(self, ref: FluxRef) -> YamlDoc | None:
+        """The document defining a Flux object (found by the line of its name), for field lines."""
+        try:
+            docs = self.tree.docs(ref.file)
+        except YamlError:
+            return None
+        for doc in docs:
+            span = doc.span(("metadata", "name"))
+            if isinstance(doc.data, dict) and (span[0] if span else doc.line) == ref.line:
+                return doc
+        return None
+
+    def weight(self, target: Target, cost: Callable[[str], int]) -> int:
+        """What the target's build holds (bot.repo.graph.Graph.weight), its Flux components included."""
+        memo: dict[str, int] = {}
+        if target.flux is None:
+            return self.graph.weight(target.path, cost, memo)
+        total = self.graph.path_weight(target.path, cost, memo)
+        for comp in target.flux.spec.get("components") or []:
+            try:
+                rel = self.tree.resolve(target.path, comp) if isinstance(comp, str) else None
+            except PathEscape:
+                rel = None
+            if rel is not None and self.tree.kustomization_file(rel):
+                total += self.graph.weight(rel, cost, memo)
+        return total
+
+    def declared_paths(self) -> list[str]:
+        """The `spec.path` of each Flux Kustomization whose source can be this repository, normalised
+        and not yet checked against the tree (`./` and paths holding `${VAR}` left out: they say
+        nothing about where the repository root is). What bot.repo.tree.choose_root counts."""
+        unbootstrapped = not any(f.kind == "GitRepository" and f.name == BOOTSTRAP_SOURCE for f in self.flux_objects)
+        out: list[str] = []
+        for ref in self.flux_kustomizations():
+            raw = ref.spec.get("path") or "./"
+            source = ref.spec.get("sourceRef") or {}
+            if not isinstance(raw, str) or not isinstance(source, dict) or "${" in raw:
+                continue
+            kind, name = str(source.get("kind") or "GitRepository"), str(source.get("name") or "")
+            if kind == "ExternalArtifact":
+                mapped = self._artifact_path(name, raw, ref.file)
+                if mapped is None:
+                    continue
+                raw = mapped
+            elif not (self._is_self(kind, name) or (kind == "GitRepository" and unbootstrapped)):
+                continue
+            path = posixpath.normpath(raw.strip().lstrip("/") or ".")
+            if path != "." and path != ".." and not path.startswith("../"):
+                out.append(path)
+        return out
 
     def source_files(self, ref: FluxRef) -> set[str]:
         """Files whose Flux sources decide where a Flux Kustomization's path is: the GitRepository it
         names (and the bootstrap one it is compared with by URL), or for an ExternalArtifact the
         ArtifactGenerator defining that artifact and the GitRepositories it copies from."""
-        source = ref.spec.get("sourceRef") if isinstance(ref.spec.get("sourceRef"), dict) else {}
+        source = as_dict(ref.spec.get("sourceRef"))
         kind, name = str(source.get("kind") or "GitRepository"), str(source.get("name") or "")
         repos: set[str] = set()
         out: set[str] = set()
@@ -252,7 +311,9 @@ class RepoModel:
         unreached = [d for d in self.kustomization_dirs if overlay_env(d, self.aliases) and d not in reached]
         included: set[str] = set()
         for d in unreached:
-            included |= self.graph.kustomization_inputs(d).dirs - {d}
+            # Folders in a cycle with `d` include it as much as it includes them: each stays a target
+            # (a build-error naming the cycle) rather than all of them disappearing.
+            included |= self.graph.kustomization_inputs(d).dirs - self.graph.cycle_mates(d)
         for d in unreached:
             if d not in included:
                 out.append(Target(d, self.environment_of(d, None), None))
@@ -280,7 +341,8 @@ class RepoModel:
                 out.append(t)
                 continue
             relevant = paths
-            if (before is not None and t.flux is not None and before[t.key].flux.spec == t.flux.spec
+            earlier = before[t.key].flux if before is not None else None
+            if (earlier is not None and t.flux is not None and earlier.spec == t.flux.spec
                     and t.flux.file not in self.substitute_sources(t.flux) + sorted(self.source_files(t.flux))):
                 # Its Flux Kustomization is unchanged and nothing else it reads lives in that file:
                 # an edit elsewhere in the file cannot change the output.

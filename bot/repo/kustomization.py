@@ -6,6 +6,7 @@ the line it is written on, so a refusal or a build error can point at it.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,3 +211,71 @@ def check_plugin_file(tree: RepoTree, rel: str, kfile: str, line: int) -> None:
     except YamlError as exc:
         raise BuildError(exc.message, rel, exc.line) from None
     _check_plugin_config("", kfile, line, docs=docs)
+
+
+# Where kustomize's error sentence says it was: each entry it went through (`accumulating resources
+# from '../base'`, `for path 'apps/x'`), then the field it names, if any.
+_THROUGH = re.compile(r"(?:accumulating|merging) (?:resources|components) from '(?P<entry>[^']+)'"
+                      r"|(?:recursed accumulation of path|for path|evalsymlink failure on|couldn't make target "
+                      r"for path|in directory) '(?P<path>[^']+)'")
+_FIELD_PATTERNS = (
+    (re.compile(r'unknown field "([^"]+)"'), None),
+    (re.compile(r"Go struct field \w+\.(\w+)"), None),
+    (re.compile(r"merge patch|JSON patch|target for patch|json6902|no matches for Id", re.I),
+     ("patches", "patchesStrategicMerge", "patchesJson6902")),
+    (re.compile(r"\breplacement\b|nothing selected by"), ("replacements",)),
+)
+_LITERAL = re.compile(r"invalid literal source (.+?), expected")
+
+
+def locate_error(tree: RepoTree, directory: str, message: str) -> tuple[str, int | None]:
+    """The kustomization file and line a `kustomize build directory` error is about: the deepest
+    entry its sentence goes through (`accumulating resources from 'x.yaml'` → that `resources:`
+    entry), or the field it names in the kustomization it reached (an unknown field, a field of the
+    wrong type, a generator literal, the patches or replacements); the line is None when the
+    sentence names neither. Paths in the sentence are repository-relative (bot.render.kustomize)."""
+    try:
+        kust = load_kustomization(tree, directory)
+    except BuildError:
+        return tree.kustomization_file(directory) or directory, None
+    file, line, rest = kust.file, None, 0
+    for m in _THROUGH.finditer(message):
+        entry, path = m.group("entry"), m.group("path")
+        wanted = None
+        if entry is not None:
+            try:
+                wanted = tree.resolve(kust.dir, entry)
+            except PathEscape:
+                continue
+        elif path is not None:
+            wanted = posixpath.normpath(path)
+        ref = next((r for r in kust.refs if r.path is not None and r.path == wanted), None)
+        if ref is None:
+            continue
+        file, line, rest = kust.file, ref.line, m.end()
+        if ref.path is not None and ref.expect != "file" and tree.kustomization_file(ref.path):
+            try:
+                kust = load_kustomization(tree, ref.path)
+            except BuildError:
+                break
+    field_line = _field_line(kust, message[rest:])
+    return (kust.file, field_line) if field_line else (file, line)
+
+
+def _field_line(kust: Kustomization, message: str) -> int | None:
+    literal = _LITERAL.search(message)
+    if literal:
+        for gen_field in ("configMapGenerator", "secretGenerator"):
+            for i, gen in enumerate(kust.data.get(gen_field) or []):
+                literals = gen.get("literals") if isinstance(gen, dict) else None
+                for j, value in enumerate(literals if isinstance(literals, list) else []):
+                    if value == literal.group(1):
+                        return kust.line_of(gen_field, i, "literals", j)
+    for pattern, fields in _FIELD_PATTERNS:
+        m = pattern.search(message)
+        if not m:
+            continue
+        for name in fields or (m.group(1),):
+            if name in kust.data:
+                return kust.line_of(name)
+    return None

@@ -25,21 +25,86 @@ class PathEscape(ValueError):
     """A path that is absolute or leaves the repository root."""
 
 
+@dataclass(frozen=True)
+class RootChoice:
+    """Where a repository's paths are resolved from, and why.
+
+    `kind`: "given" (`--root`), "git" (the git work tree enclosing the start), "path" (the start
+    itself: it is the work tree's top, there is no work tree, or it was chosen over the work tree),
+    "cwd" (no git work tree; the current directory holds the start). `note` says the choice in a
+    sentence when it is not the obvious one."""
+
+    root: Path
+    kind: str
+    work_tree: Path | None = None
+    note: str | None = None
+
+
 def find_root(start: Path, explicit: Path | None = None) -> Path:
-    """`--root` if given, else the git work tree enclosing `start`, else the current directory
-    when it holds `start`, else `start` itself."""
+    """`--root` if given, else the root `choose_root` finds."""
+    return choose_root(start, explicit).root
+
+
+def choose_root(start: Path, explicit: Path | None = None) -> RootChoice:
+    """The root that Flux's `spec.path`s are relative to: `--root` if given; else the git work tree
+    enclosing `start`, unless `start` explains more of the paths of the Flux Kustomizations below it
+    (a GitOps repository kept inside an unrelated work tree: a folder it ignores, a checkout in a
+    monorepo's `vendor/`). On a tie, which is when no path tells them apart (none, or all resolving
+    from both, or `./`), the work tree is kept, as a folder of a repository refers to its other
+    folders through it (`../../base`), unless the work tree's .gitignore leaves `start` out. Without
+    a work tree: the current directory when it holds `start`, else `start` itself."""
     if explicit is not None:
-        return explicit.resolve()
+        root = explicit.resolve()
+        return RootChoice(root, "given", note=f"Paths were resolved from the root `{root}`, as given with --root.")
     start = start.resolve()
     probe = start if start.is_dir() else start.parent
     try:
-        top = git(probe, "rev-parse", "--show-toplevel", timeout=10).decode(errors="replace").strip()
+        top = Path(git(probe, "rev-parse", "--show-toplevel", timeout=10).decode(errors="replace").strip()).resolve()
     except GitError:
-        top = ""
-    if top:
-        return Path(top).resolve()
-    cwd = Path.cwd().resolve()
-    return cwd if probe.is_relative_to(cwd) else probe
+        top = None
+    if top is None or not str(top):
+        cwd = Path.cwd().resolve()
+        return RootChoice(cwd, "cwd") if probe.is_relative_to(cwd) and probe != cwd else RootChoice(probe, "path")
+    if top == probe or not probe.is_relative_to(top):
+        return RootChoice(top, "git", top)
+    inner, outer, total = _explained(probe, top)
+    ignored = inner == outer and _git_ignored(top, probe)
+    if inner > outer or ignored:
+        why = (f"{inner} of the {total} Flux Kustomization paths in it resolve from it, {outer} from the work tree"
+               if not ignored else "the work tree's .gitignore leaves it out")
+        return RootChoice(probe, "path", top, f"`{probe}` sits inside the git work tree `{top}` but was checked as a "
+                                              f"repository of its own ({why}); give --root to choose another root.")
+    return RootChoice(top, "git", top)
+
+
+def _explained(inner: Path, outer: Path) -> tuple[int, int, int]:
+    """How many of the Flux Kustomization paths declared below `inner` (sources that are this
+    repository) are folders from `inner`, from `outer`, and how many there are."""
+    from bot.repo.discover import RepoModel  # discovery reads trees through this module
+
+    try:
+        paths = RepoModel(RepoTree(inner)).declared_paths()
+    except (PathEscape, OSError):  # more files than a repository may hold
+        return 0, 0, 0
+
+    def resolving(root: Path) -> int:
+        tree, n = RepoTree(root), 0
+        for path in paths:
+            try:
+                n += tree.is_dir(tree.resolve(".", path))
+            except PathEscape:
+                continue
+        return n
+
+    return resolving(inner), resolving(outer), len(paths)
+
+
+def _git_ignored(top: Path, folder: Path) -> bool:
+    try:
+        git(top, "check-ignore", "-q", paths=[folder.relative_to(top).as_posix()], timeout=10)
+    except GitError:
+        return False
+    return True
 
 
 def join(base: str, ref: str) -> str:
