@@ -6,7 +6,12 @@ PY := $(VENV)/bin/python
 KUSTOMIZE_VERSION := 5.5.0
 KUSTOMIZE_SHA256 := 6703a3a70a0c47cf0b37694030b54f1175a9dfeb17b3818b623ed58b9dbc2a77
 
-.PHONY: test demo lint venv clean kustomize
+# Test workers (pytest-xdist): one per core by default; `make test WORKERS=0` runs in one process.
+WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -rs -n $(WORKERS) --dist worksteal
+
+.PHONY: test test-fast demo lint venv clean kustomize
+LINT := $(VENV)/bin/ruff check $(wildcard bot rules tests bench) && $(PY) -m mypy
 
 venv: $(STAMP)
 
@@ -26,15 +31,22 @@ kustomize:
 	  echo "$(KUSTOMIZE_SHA256)  $(VENV)/kustomize.tgz" | sha256sum -c -; \
 	  tar -xzf $(VENV)/kustomize.tgz -C $(VENV)/bin kustomize; rm $(VENV)/kustomize.tgz; fi
 
+# The whole suite, slow tests included. Tests over ../shared (conformance, corpus, peer fixtures) are
+# skipped with a one-line reason when it is not beside the repository.
 test: $(STAMP)
-	$(VENV)/bin/ruff check $(wildcard bot rules tests bench)
-	$(PY) -m pytest -q
+	$(LINT)
+	$(PYTEST)
+
+# The quick tier for contributors: everything but the tests marked `slow` (under two minutes).
+test-fast: $(STAMP)
+	$(LINT)
+	$(PYTEST) -m "not slow"
 
 demo: $(STAMP)
 	$(PY) -m bot demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check $(wildcard bot rules tests bench)
+	$(LINT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

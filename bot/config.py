@@ -88,7 +88,7 @@ class Config:
         return dict(self.params.get(rule_id, {}))
 
     def is_ignored(self, path: str | None) -> bool:
-        return bool(path) and any(_glob(g).fullmatch(path) for g in self.ignore)
+        return path is not None and any(_glob(g).fullmatch(path) for g in self.ignore)
 
     def env_for_path(self, path: str) -> str | None:
         """The environment whose configured path globs match `path`, if any."""

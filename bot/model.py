@@ -92,6 +92,16 @@ def format_path(segments: tuple[Segment, ...] | list[Segment]) -> str:
     return "".join(parts)
 
 
+def split_image(image: str) -> tuple[str, str, str]:
+    """(name, tag, digest) of an image reference, as Kustomize's `image.Split` reads it."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:], digest
+    return name, "", digest
+
+
 def concrete_path(obj: Any, segments: tuple[Segment, ...]) -> tuple[str | int, ...]:
     """`segments` with each `[name]` selector replaced by the index it selects in `obj`, as far as
     they resolve (the rest is kept as written)."""
@@ -128,6 +138,16 @@ def get_path(obj: Any, path: str | tuple[Segment, ...]) -> Any:
     return cur
 
 
+def as_dict(value: Any) -> dict[Any, Any]:
+    """`value` when it is a mapping, else an empty one: YAML from a repository may hold any type."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def type_name(value: Any) -> str:
     """How YAML would call a value's type, for messages about a field of the wrong type."""
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", dict: "a mapping",
@@ -150,6 +170,12 @@ class Origin:
     end_line: int | None = None
     via: str = "manifest"
     detail: str = ""
+
+    def span(self) -> tuple[str, int, int] | None:
+        """(file, first line, last line) when the origin names both a file and a line."""
+        if not self.file or not self.line:
+            return None
+        return self.file, self.line, max(self.end_line or self.line, self.line)
 
     def __str__(self) -> str:
         if not self.file:
@@ -225,9 +251,11 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
-        """Stable across line shifts: rule, environment, resource id, container, field path."""
+        """Stable across line shifts: rule, environment, resource id, container, field path (without a
+        resource: the file, and the target, so two targets failing in one file stay two findings)."""
         r = self.resource
-        rid = f"{r.group}/{r.kind}/{r.namespace}/{r.name}" if r else (self.origin.file or "")
+        rid = f"{r.group}/{r.kind}/{r.namespace}/{r.name}" if r else (self.origin.file or "") + (
+            f"\x1f{self.target}" if self.target else "")
         key = "\x1f".join([self.rule, self.environment or "", rid, self.container or "", self.field or ""])
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 

@@ -5,6 +5,7 @@ Used by `check` on a folder that is not a Kustomize/Flux repository, and by the 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from bot.model import Origin, ResourceId, parse_path
@@ -48,7 +49,7 @@ def load_plain(path: Path, root: Path | None = None) -> list[RenderedObject]:
                 RenderedObject(
                     obj=doc.data,
                     id=ResourceId.of(doc.data, "default"),
-                    locate=lambda p, d=doc, f=rel: locate_in_doc(d, f, p),
+                    locate=partial(locate_in_doc, doc, rel),
                 )
             )
     return objects

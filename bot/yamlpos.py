@@ -9,7 +9,7 @@ on rendered objects are mapped back to source lines.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -38,10 +38,10 @@ class YamlError(ValueError):
 class _Constructor(SafeConstructor):
     """Kubernetes reads YAML 1.2-ish: timestamps stay strings and only true/false are booleans."""
 
-    def construct_yaml_timestamp(self, node):  # noqa: D102
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:  # noqa: D102
         return self.construct_scalar(node)
 
-    def construct_yaml_bool(self, node):  # noqa: D102
+    def construct_yaml_bool(self, node: yaml.ScalarNode) -> Any:  # noqa: D102
         value = self.construct_scalar(node)
         low = value.lower()
         if low in ("true", "false"):
@@ -56,13 +56,14 @@ def _construct_plain(constructor: _Constructor, node: yaml.Node) -> Any:
         return constructor.construct_mapping(node, deep=True)
     if isinstance(node, yaml.SequenceNode):
         return constructor.construct_sequence(node, deep=True)
-    return constructor.construct_scalar(node)
+    return constructor.construct_scalar(cast(yaml.ScalarNode, node))
 
 
-_Constructor.add_constructor("tag:yaml.org,2002:value", _construct_plain)
-_Constructor.add_constructor(None, _construct_plain)
-_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
-_Constructor.add_constructor("tag:yaml.org,2002:bool", _Constructor.construct_yaml_bool)
+# types-PyYAML binds add_constructor's loader type variable to its own loader classes.
+for _tag, _build in (("tag:yaml.org,2002:value", _construct_plain), (None, _construct_plain),
+                     ("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp),
+                     ("tag:yaml.org,2002:bool", _Constructor.construct_yaml_bool)):
+    _Constructor.add_constructor(_tag, _build)  # type: ignore[type-var]
 
 
 def _end_line(node: yaml.Node) -> int:

@@ -104,14 +104,15 @@ def run_env_rules(ctx: EnvContext, config: Config | None = None, deadline: Deadl
     for rule in all_rules():
         if deadline is not None:
             deadline.check()
-        if rule.scope != "env" or rule.check is None:
+        check = rule.check
+        if rule.scope != "env" or check is None:
             continue
         severity = config.severity_for(rule, ctx.environment)
         if severity is None:
             continue
         overridden = config.has_severity_override(rule.id, ctx.environment)
         effective = replace(rule, params={**rule.params, **config.params_for(rule.id)})
-        for f in effective.check(ctx, effective):
+        for f in check(ctx, effective):
             if config.is_ignored(f.origin.file):
                 continue
             if overridden:

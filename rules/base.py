@@ -21,6 +21,7 @@ from bot.objects import EnvContext, RenderedObject
 SECRET_REFERENCE = re.compile(r"^\s*(?:(?:\$\{[^}]+\}|\$\([^)]+\))+|op://\S+|vault:\S+|<path:[^>]+>|ref\+\w+://\S+)\s*$")
 
 Check = Callable[[EnvContext, "Rule"], Iterable[Finding]]
+FromBase = Callable[[Finding, RenderedObject, RenderedObject, list[str]], "Suggestion | None"]
 FALLBACK_ENVIRONMENT = "production"
 
 
@@ -41,6 +42,9 @@ class Rule:
     scope: str = "env"
     check: Check | None = None
     edge_cases: tuple[str, ...] = ()
+    # A suggestion for a new finding taken from the base revision (the tag the image had there):
+    # (finding, object now, object on the base, lines of the finding's file now) -> Suggestion.
+    from_base: FromBase | None = None
 
     def severity_for(self, environment: str | None) -> str | None:
         """Default severity in an environment; an environment the table does not name is judged
@@ -221,12 +225,39 @@ def source_line(ctx: EnvContext, file: str | None, line: int | None) -> str | No
     return lines[line - 1].rstrip("\r\n")
 
 
+def environments_reading(ctx: EnvContext, file: str) -> frozenset[str]:
+    """The environments whose targets read `file` (computed once per repository)."""
+    model = ctx.repo
+    if model is None:
+        return frozenset({ctx.environment})
+    key = ("environments-reading",)
+    index = model.tree.memo.get(key)
+    if index is None:
+        index = {}
+        for target in model.targets:
+            for rel in model.inputs(target).files:
+                index.setdefault(rel, set()).add(target.environment or FALLBACK_ENVIRONMENT)
+        model.tree.memo[key] = index
+    return frozenset(index.get(file) or {ctx.environment})
+
+
+def only_this_environment(ctx: EnvContext, file: str | None) -> bool:
+    """Whether an environment's own value (its replicas, its sizing) may be written into `file`: only
+    when no other environment reads it, or the suggestion would change those too."""
+    return file is not None and environments_reading(ctx, file) <= {ctx.environment}
+
+
 def replace_scalar_line(ctx: EnvContext, obj: RenderedObject, path: str, new_value: str) -> Suggestion | None:
-    """Suggest `key: new_value` for the single source line that set the scalar at `path`."""
+    """Suggest `key: new_value` for the single source line that set the scalar at `path` (this
+    environment's value: only in a file no other environment reads)."""
     origin = obj.origin(path)
-    if origin.via not in ("manifest", "patch") or (origin.end_line or origin.line) != origin.line:
+    where = origin.span()
+    if origin.via not in ("manifest", "patch") or where is None or where[2] != where[1]:
         return None
-    text = source_line(ctx, origin.file, origin.line)
+    file, line, _ = where
+    if not only_this_environment(ctx, file):
+        return None
+    text = source_line(ctx, file, line)
     key = parse_path(path)[-1]
     m = re.match(
         r"^(\s*(?:-\s+)?)(['\"]?)" + re.escape(str(key)) + r"\2(\s*:\s*)([^#]*?)(\s*#.*)?$", text or ""
@@ -234,12 +265,7 @@ def replace_scalar_line(ctx: EnvContext, obj: RenderedObject, path: str, new_val
     if not m or not m.group(4):
         return None
     comment = m.group(5) or ""
-    return Suggestion(
-        origin.file,
-        origin.line,
-        origin.line,
-        f"{m.group(1)}{m.group(2)}{key}{m.group(2)}{m.group(3)}{new_value}{comment}",
-    )
+    return Suggestion(file, line, line, f"{m.group(1)}{m.group(2)}{key}{m.group(2)}{m.group(3)}{new_value}{comment}")
 
 
 # --- quantities --------------------------------------------------------------------------
@@ -304,6 +330,7 @@ def opaque_namespaces(objects: Iterable[RenderedObject]) -> set[str]:
     out = {FLUX_SYSTEM}
     for obj in objects:
         if obj.kind == "HelmRelease" and obj.id.group == "helm.toolkit.fluxcd.io":
-            spec = obj.obj.get("spec") if isinstance(obj.obj.get("spec"), dict) else {}
-            out.add(str(spec.get("targetNamespace") or obj.namespace or "default"))
+            spec = obj.obj.get("spec")
+            target = spec.get("targetNamespace") if isinstance(spec, dict) else None
+            out.add(str(target or obj.namespace or "default"))
     return out

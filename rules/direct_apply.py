@@ -89,7 +89,7 @@ def _uncomment(text: str) -> str:
 
 def logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
     """(first line number, text) with `\\`-continued lines joined and comments dropped."""
-    start, buf = 0, []
+    start, buf = 0, list[str]()
     for i, raw in enumerate(lines, 1):
         text = _uncomment(raw)
         if not buf:

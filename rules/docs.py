@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.model import get_path
 from rules import all_rules, default_policy
 from rules.base import Rule
 from rules.suppression import ANNOTATION
@@ -55,13 +56,11 @@ def _policy_section(policy: dict[str, Any]) -> list[str]:
     names = [e for e in ("development", "staging", "production") if e in envs]
     out = ["## Default policy (`rules/policy.yaml`)", "", "| setting | " + " | ".join(names) + " |"]
     out.append("|---|" + "---|" * len(names))
-    rows = [("replicas (minimum)", lambda r: r.get("replicas"))]
-    for part in ("requests", "limits"):
-        for res in ("cpu", "memory"):
-            rows.append((f"{part}.{res}", lambda r, p=part, x=res: (r.get(p) or {}).get(x)))
-    rows.append(("log level", lambda r: r.get("log_level")))
-    for label, get in rows:
-        out.append(f"| {label} | " + " | ".join(str(get(envs[n])) for n in names) + " |")
+    rows: list[tuple[str, tuple[str, ...]]] = [("replicas (minimum)", ("replicas",))]
+    rows += [(f"{part}.{res}", (part, res)) for part in ("requests", "limits") for res in ("cpu", "memory")]
+    rows.append(("log level", ("log_level",)))
+    for label, path in rows:
+        out.append(f"| {label} | " + " | ".join(str(get_path(envs[n], path)) for n in names) + " |")
     labels = policy.get("labels") or {}
     out += [
         "",

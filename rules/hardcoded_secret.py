@@ -7,6 +7,7 @@ import binascii
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from bot.model import Finding, ResourceId
@@ -303,7 +304,7 @@ def check_repo(scope, rule: Rule) -> Iterator[Finding]:
             if not isinstance(data, dict) or data.get("kind") not in ("Secret", "ConfigMap") or data.get("apiVersion") != "v1":
                 continue
             env = scope.environment(rel) or "production"
-            ro = RenderedObject(data, ResourceId.of(data), None, lambda p, d=doc, f=rel: locate_in_doc(d, f, p))
+            ro = RenderedObject(data, ResourceId.of(data), None, partial(locate_in_doc, doc, rel))
             by_env.setdefault(env, []).append(ro)
     policy = effective_policy(scope.config)
     for env, objects in sorted(by_env.items()):

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.model import Finding
+from bot.model import Finding, Suggestion, split_image
 from bot.objects import EnvContext, RenderedObject
 from rules.base import Rule, containers, finding, is_kind, key_path, per_env, workloads
 
 
-def image_tag(image: str) -> tuple[str | None, bool]:
-    """(tag, pinned by digest) of an image reference; a registry port is not a tag."""
-    ref, _, digest = image.partition("@")
-    last = ref.rsplit("/", 1)[-1]
-    tag = last.split(":", 1)[1] if ":" in last else None
-    return tag, bool(digest)
-
-
 def floating(image: str, forbidden: list[str]) -> str | None:
     """Why `image` floats (`no tag`, `tag latest`), or None when it is pinned."""
-    tag, digest = image_tag(image.strip())
+    _name, tag, digest = split_image(image.strip())  # a registry port is not a tag
     if digest:
         return None
     if not tag:
@@ -63,6 +56,29 @@ def _helmrelease(ctx: EnvContext, rule: Rule, obj: RenderedObject, forbidden: li
             )
 
 
+_NEW_TAG = re.compile(r"^(\s*(?:-\s+)?newTag:[ \t]*)(['\"]?)[^'\"#\s]*\2([ \t]*(?:#.*)?)$")
+
+
+def tag_from_base(f: Finding, now: RenderedObject, was: RenderedObject, lines: list[str]) -> Suggestion | None:
+    """The version the image had on the base revision, written where the floating tag is set now (an
+    `image:` line or an `images:` entry's `newTag:`), when the base pinned the same image."""
+    image, before = now.value(f.located or ""), was.value(f.located or "")
+    line = f.origin.line or 0
+    if not isinstance(image, str) or not isinstance(before, str) or not 0 < line <= len(lines):
+        return None
+    name, tag, digest = split_image(before)
+    if name != split_image(image)[0] or floating(before, ["latest"]) or before == image:
+        return None
+    text = lines[line - 1]
+    if image in text:
+        new = text.replace(image, before, 1)
+    elif (m := _NEW_TAG.match(text)) and tag and not digest:
+        new = f'{m.group(1)}"{tag}"{m.group(3)}'
+    else:
+        return None
+    return Suggestion(f.origin.file or "", line, line, new)
+
+
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     forbidden = list(rule.params.get("forbidden_tags", ["latest"]))
     for pod in workloads(ctx.objects):
@@ -100,6 +116,7 @@ RULE = Rule(
     severity=per_env("error", "warning", "notice"),
     params={"forbidden_tags": ["latest"]},
     check=check,
+    from_base=tag_from_base,
     edge_cases=(
         "Containers and init containers of every workload, Jobs and CronJobs included.",
         "A registry with a port (`registry:5000/app`) is not a tag: that image has no tag and is flagged; "

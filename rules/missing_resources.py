@@ -8,7 +8,17 @@ from typing import Any
 
 from bot.model import Finding, Suggestion
 from bot.objects import EnvContext
-from rules.base import Container, Rule, all_envs, containers, env_policy, finding, source_line, workloads
+from rules.base import (
+    Container,
+    Rule,
+    all_envs,
+    containers,
+    env_policy,
+    finding,
+    only_this_environment,
+    source_line,
+    workloads,
+)
 
 KEYS = ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory")
 
@@ -51,40 +61,42 @@ def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
         return None
     obj = c.obj
     res_origin = obj.origin(f"{c.path}.resources")
-    if res_origin.via in ("manifest", "patch") and (res_origin.end_line or 0) > res_origin.line:
-        return _complete_block(ctx, c, res_origin, row)
-    if res_origin.via in ("manifest", "patch") and res_origin.line == (
-        res_origin.end_line or res_origin.line
-    ):
-        text = source_line(ctx, res_origin.file, res_origin.line)
-        m = re.match(r"^(\s*+)resources:\s*+(\{\s*\}|null|~)?\s*$", text or "")
+    if not only_this_environment(ctx, res_origin.file if res_origin.via != "enclosing" else obj.origin(c.path).file):
+        return None  # the sizing is this environment's: never in a base other environments read
+    present = res_origin.span() if res_origin.via in ("manifest", "patch") else None
+    if present is not None and present[2] > present[1]:
+        return _complete_block(ctx, c, present, row)
+    if present is not None:
+        file, line, _ = present
+        m = re.match(r"^(\s*+)resources:\s*+(\{\s*\}|null|~)?\s*$", source_line(ctx, file, line) or "")
         if not m or c.data.get("resources"):
             return None
-        return Suggestion(
-            res_origin.file, res_origin.line, res_origin.line, "\n".join(resources_block(m.group(1), row))
-        )
-    if res_origin.via != "enclosing":
+        return Suggestion(file, line, line, "\n".join(resources_block(m.group(1), row)))
+    container = obj.origin(c.path)
+    where = container.span()
+    if res_origin.via != "enclosing" or container.via not in ("manifest", "patch") or where is None:
         return None
-    origin = obj.origin(c.path)
-    if origin.via not in ("manifest", "patch"):
-        return None
-    text = source_line(ctx, origin.file, origin.line)
+    file, line, _ = where
+    text = source_line(ctx, file, line)
     m = re.match(r"^(\s*)(-\s+)?([A-Za-z_][\w.-]*|\"[^\"]*\"|'[^']*')\s*:(.*)$", text or "")
-    if not m or re.search(r"[{\[|>]", m.group(4).split("#")[0]):
+    if text is None or not m or re.search(r"[{\[|>]", m.group(4).split("#")[0]):
         return None
     indent = m.group(1) + (" " * len(m.group(2)) if m.group(2) else "")
-    return Suggestion(origin.file, origin.line, origin.line, "\n".join([text, *resources_block(indent, row)]))
+    return Suggestion(file, line, line, "\n".join([text, *resources_block(indent, row)]))
 
 
-def _complete_block(ctx: EnvContext, c: Container, origin, row: dict[str, Any]) -> Suggestion | None:
-    """A `resources:` block that lacks a whole `requests:` or `limits:` part (a removed `limits:`
-    block): append the missing parts with the environment's defaults after its last line."""
+def _complete_block(ctx: EnvContext, c: Container, block: tuple[str, int, int],
+                    row: dict[str, Any]) -> Suggestion | None:
+    """A `resources:` block (file, first and last line) that lacks a whole `requests:` or `limits:`
+    part (a removed `limits:` block): append the missing parts with the environment's defaults after
+    its last line."""
     missing = missing_keys(c.data)
     parts = [p for p in ("requests", "limits") if f"{p}.cpu" in missing and f"{p}.memory" in missing]
     if not parts or len(missing) != 2 * len(parts):
         return None
-    head = source_line(ctx, origin.file, origin.line)
-    last = source_line(ctx, origin.file, origin.end_line)
+    file, first, end = block
+    head = source_line(ctx, file, first)
+    last = source_line(ctx, file, end)
     m = re.match(r"^(\s*)(-\s+)?resources:\s*(#.*)?$", head or "")
     if not m or last is None:
         return None
@@ -93,7 +105,7 @@ def _complete_block(ctx: EnvContext, c: Container, origin, row: dict[str, Any]) 
     for part in parts:
         keep.append(f"{indent}  {part}:")
         keep += [f"{indent}    {res}: {_yaml_scalar(row[part][res])}" for res in ("cpu", "memory") if res in row[part]]
-    return Suggestion(origin.file, origin.end_line, origin.end_line, "\n".join([last, *keep]))
+    return Suggestion(file, end, end, "\n".join([last, *keep]))
 
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:

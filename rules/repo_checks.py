@@ -109,13 +109,9 @@ def flux_docs(scope: RepoScope) -> Iterator[tuple[FluxRef, YamlDoc]]:
     """
     patches = patch_files(scope.model)
     for ref in scope.model.flux_objects:
-        if ref.file in patches:
-            continue
-        for doc in scope.docs(ref.file):
-            span = doc.span(("metadata", "name"))
-            if (span[0] if span else doc.line) == ref.line and isinstance(doc.data, dict):
-                yield ref, doc
-                break
+        doc = scope.model.flux_document(ref) if ref.file not in patches else None
+        if doc is not None:
+            yield ref, doc
 
 
 def patch_files(model: RepoModel) -> frozenset[str]:
@@ -145,13 +141,14 @@ def insert_under(lines: list[str], doc: YamlDoc, parent: tuple, new_lines: list[
     """Suggest adding `new_lines` (unindented `key: value` lines) as children of the block mapping at
     `parent`: the parent's key line is kept and the new keys follow it, indented like its first child."""
     span = doc.span(parent)
-    if not span or not isinstance(_value(doc.data, parent), dict):
+    block = _value(doc.data, parent)
+    if not span or not isinstance(block, dict):
         return None
     key_line = span[0]
     if not 0 < key_line <= len(lines) or not _KEY_LINE.match(lines[key_line - 1]):
         return None
     child_indent = None
-    for key in _value(doc.data, parent):
+    for key in block:
         child = doc.span((*parent, key))
         if child and 0 < child[0] <= len(lines):
             text = lines[child[0] - 1]

@@ -7,12 +7,14 @@ import gzip
 import io
 import struct
 import tarfile
+import threading
 import time
 import tracemalloc
 import zlib
 
 import pytest
 
+from bot.app.review import fetch_trees
 from bot.app.source import (
     ArchiveRejected,
     ExtractLimits,
@@ -22,6 +24,7 @@ from bot.app.source import (
     merge_base,
     read_repo_config,
 )
+from tests.conftest import eventually
 from tests.fakegh import tarball
 
 REPO = "Codertocat/Hello-World"
@@ -255,10 +258,45 @@ async def test_extraction_does_not_block_the_event_loop(tmp_path):
 async def test_a_cancelled_fetch_stops_extracting_before_it_returns(tmp_path):
     data = tarball("o-r-1", {f"d{i // 100}/f{i}.yaml": b"kind: ConfigMap\n" for i in range(15_000)})
     task = asyncio.create_task(fetch_tree(_Downloader(data), REPO, HEAD, tmp_path / "head"))
-    await asyncio.sleep(0.2)
+    await eventually(lambda: next((tmp_path / "head").rglob("*.yaml"), None), interval=0.005,
+                     what="the extraction to write its first file")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     written = sum(1 for _ in (tmp_path / "head").rglob("*.yaml"))
     await asyncio.sleep(0.3)
     assert 0 < written < 15_000 and sum(1 for _ in (tmp_path / "head").rglob("*.yaml")) == written
+
+
+async def test_a_cancelled_review_stops_both_extractions_before_its_folder_is_removed(tmp_path, monkeypatch):
+    """`fetch_trees` fetches head and base together. When the review is cancelled while one side is
+    still downloading, it returns only after the other side's extraction has ended (gather returned at
+    once, and the job's temporary folder was then removed under a running extraction)."""
+    import bot.app.source as source
+
+    data = tarball("o-r-1", {f"d{i // 100}/f{i}.yaml": b"kind: ConfigMap\n" for i in range(15_000)})
+    ended = threading.Event()
+    real = source.extract_tarball
+
+    def slow_to_stop(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        finally:
+            time.sleep(0.2)  # a last member still being written when the stop arrives
+            ended.set()
+
+    monkeypatch.setattr(source, "extract_tarball", slow_to_stop)
+
+    class OneSideHangs(_Downloader):
+        async def download(self, url: str, url_vars: dict, *, max_bytes: int) -> bytes:
+            if url_vars["ref"] == "base":
+                await asyncio.Event().wait()
+            return await super().download(url, url_vars, max_bytes=max_bytes)
+
+    trees = (("head", tmp_path / "head"), ("base", tmp_path / "base"))
+    task = asyncio.create_task(fetch_trees(OneSideHangs(data), REPO, trees, ExtractLimits()))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended.is_set(), "the cancelled fetch returned while an extraction was still running"

@@ -7,7 +7,7 @@ import asyncio
 from bot.app.worker import JobCancelled, TooManyAttempts
 from bot.queue import Job, JobState
 from bot.queue.sqlite import SqliteQueue
-from tests.conftest import check_run_review, load_payload
+from tests.conftest import check_run_review, eventually, load_payload
 
 NEW_HEAD = "f" * 40
 
@@ -33,10 +33,8 @@ async def test_newer_push_supersedes_running_review(make_bot, fakegh):
     fakegh.repos["Codertocat/Hello-World"].pulls[2].head_sha = NEW_HEAD  # the push, as GitHub reports it
     await bot.send("pull_request", push)
     await bot.settle()
-    for _ in range(250):  # the newer job may finish before the stale one's worker notices
-        if bot.failed:
-            break
-        await asyncio.sleep(0.02)
+    # the newer job may finish before the stale one's worker notices
+    await eventually(lambda: bot.failed, what="the stale review to be stopped")
     release.set()
     assert published == [NEW_HEAD], "a superseded head must never be published"
     [(stale, exc)] = bot.failed
@@ -147,21 +145,34 @@ async def test_finished_work_is_pruned_periodically_past_retention(make_bot, set
     bot = await make_bot(settings_override=replace(settings, queue_retention=0), prune_interval=0.05)
     await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"), delivery="d-1")
     await bot.settle()
-    for _ in range(100):
-        if not await bot.queue.jobs():
-            break
-        await asyncio.sleep(0.02)
+
+    async def pruned() -> bool:
+        return not await bot.queue.jobs()
+
+    await eventually(pruned, what="the finished job to be pruned")
     assert await bot.queue.jobs() == []
     assert (await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"),
                            delivery="d-1")).status == 202, "past retention a delivery id is forgotten"
 
 
-async def test_within_retention_finished_work_stays_and_redeliveries_are_recognised(make_bot):
-    bot = await make_bot(prune_interval=0.05)
+class CountingQueue(SqliteQueue):
+    """Counts the worker's prune passes, so a test can wait for some to have run."""
+
+    prunes = 0
+
+    async def prune(self, retention: float) -> int:
+        self.prunes += 1
+        return await super().prune(retention)
+
+
+async def test_within_retention_finished_work_stays_and_redeliveries_are_recognised(make_bot, settings):
+    queue = CountingQueue(settings.queue_url.removeprefix("sqlite:///"))
+    bot = await make_bot(prune_interval=0.05, queue=queue)
     payload = load_payload("pull_request", "opened.payload.json")
     await bot.send("pull_request", payload, delivery="d-1")
     await bot.settle()
-    await asyncio.sleep(0.2)
+    after = queue.prunes
+    await eventually(lambda: queue.prunes >= after + 3, what="three prune passes over the finished job")
     assert [j.state for j in await bot.queue.jobs()] == [JobState.DONE]
     again = await bot.send("pull_request", payload, delivery="d-1")
     assert (again.status, (await again.json())["status"]) == (200, "duplicate")

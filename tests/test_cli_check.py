@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest_paths import REPO, SHARED
+from conftest_paths import REPO, SARIF_SCHEMA
+from trees import run_bot
 
 EXAMPLE = REPO / "examples" / "repo"
 PATCH = REPO / "examples" / "pull-request.patch"
@@ -18,8 +18,7 @@ GIT = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "-c", "co
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot", "check", *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": "/tmp"})
+    return run_bot("check", *args, cwd=cwd or REPO)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def test_json_contract_against_a_git_base(pr_repo):
     out = cli(str(pr_repo), "--base", "main", "--format", "json")
     assert out.returncode == 1, out.stderr
     doc = json.loads(out.stdout)
-    assert set(doc) == {"version", "tool", "targets", "findings", "summary"} and doc["version"] == 1
+    assert set(doc) == {"version", "tool", "targets", "findings", "summary", "notes"} and doc["version"] == 1
     assert doc["tool"]["name"] == "infra-review" and doc["tool"]["kustomize"]
     assert {"path", "environment", "status", "resources"} == set(doc["targets"][0])
     keys = {"rule", "severity", "environment", "target", "resource", "container", "field", "file", "line",
@@ -65,7 +64,7 @@ def test_existing_findings_alone_do_not_fail(pr_repo):
 
 def test_sarif_validates_against_the_official_schema(pr_repo):
     out = cli(str(pr_repo), "--base", "main", "--format", "sarif")
-    schema = json.loads((SHARED / "sarif" / "sarif-schema-2.1.0.json").read_text())
+    schema = json.loads(SARIF_SCHEMA.read_text())
     doc = json.loads(out.stdout)
     jsonschema.validate(doc, schema)
     results = doc["runs"][0]["results"]

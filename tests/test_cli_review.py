@@ -27,7 +27,7 @@ def test_prints_the_check_run_and_the_comments_it_would_post(repo, capsys):
     assert rc == 1
     assert "== check run `infra-review`: failure ==" in out
     title = next(line for line in out.splitlines() if line.startswith("title: "))
-    assert " errors, 1 warning in production, staging, development" in title  # direct-apply may add one
+    assert " new errors, 1 new warning in production, staging, development (2 existing)" in title
     assert "| `overlays/staging/cache` | staging | ok |" in out
     assert "overlays/staging/web/kustomization.yaml:17 notice env-defaults (staging) [existing]" in out
     assert "== review (COMMENT," in out

@@ -15,7 +15,7 @@ def test_prints_check_run_and_review_comments() -> None:
     stale = {"id": 99, "body": f"old\n{marker('0' * 16)}"}
     out = render_dry_run(sample_report(), diff, pr_number=3, existing_comments=[stale])
     assert "== check run `infra-review`: failure ==" in out
-    assert "title: 3 errors in production, staging" in out
+    assert "title: 3 new errors in production, staging (1 existing, 1 suppressed)" in out
     assert "### production" in out
     assert f"  {DEPLOY}:21 failure latest-tag (production): Deployment production/api" in out
     assert "annotations (3, in 1 request):" in out

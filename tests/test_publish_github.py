@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest_paths import OPENAPI
 from openapi_schema_validator import OAS30WriteValidator
 from test_publish_samples import DEPLOY, build_error, latest_tag, missing_probe, sample_report
 
@@ -30,7 +31,6 @@ from bot.publish.github import (
 from bot.publish.report import Report
 from bot.review.anchors import parse_diff
 
-OPENAPI = Path("/work/shared/github/openapi-subset.json")
 OPERATIONS = {
     "checks/create": ("/repos/{owner}/{repo}/check-runs", "post"),
     "checks/update": ("/repos/{owner}/{repo}/check-runs/{check_run_id}", "patch"),
@@ -86,7 +86,7 @@ def test_complete_payload_validates_and_concludes(validators) -> None:
     _assert_valid(validators["checks/update"], first)
     _assert_valid(validators["checks/create"], {**first, "head_sha": "a" * 40})
     assert first["conclusion"] == "failure" and first["external_id"] == "7"
-    assert first["output"]["title"] == "3 errors in production, staging"
+    assert first["output"]["title"] == "3 new errors in production, staging (1 existing, 1 suppressed)"
     assert first["actions"] == [{"label": "Re-check", "identifier": "recheck",
                                  "description": "Run infra-review again on this commit"}]
     summary = first["output"]["summary"]
@@ -99,13 +99,13 @@ def test_complete_payload_validates_and_concludes(validators) -> None:
 
 def test_conclusions() -> None:
     warn_new = Report([missing_probe(new=True)])
-    assert conclusion(warn_new) == "neutral" and check_title(warn_new) == "1 warning in staging"
+    assert conclusion(warn_new) == "neutral" and check_title(warn_new) == "1 new warning in staging"
     existing_only = Report([latest_tag(new=False), missing_probe()])
     assert conclusion(existing_only) == "success"
     assert check_title(existing_only) == "No new findings (2 existing)"
     assert conclusion(existing_only, fail_on="all") == "failure"
     suppressed_only = Report([replace(latest_tag(), suppressed=True)])
-    assert conclusion(suppressed_only) == "success" and check_title(suppressed_only) == "No findings"
+    assert conclusion(suppressed_only) == "success" and check_title(suppressed_only) == "No findings (1 suppressed)"
     assert conclusion(Report([])) == "success"
     with pytest.raises(ValueError):
         conclusion(Report([]), fail_on="some")

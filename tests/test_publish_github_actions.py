@@ -4,6 +4,7 @@ from test_publish_samples import DEPLOY, build_error, latest_tag, missing_probe,
 
 from bot.model import Finding, Origin
 from bot.publish.github_actions import command, escape_data, escape_property, render_github
+from bot.publish.text import summary_line
 
 
 def test_escaping_follows_actions_toolkit() -> None:
@@ -30,4 +31,15 @@ def test_render_skips_suppressed_and_ends_with_summary() -> None:
     out = render_github(sample_report()).splitlines()
     assert len(out) == 5  # four unsuppressed findings and the summary
     assert not any("hardcoded-secret" in line for line in out)
-    assert out[-1] == "3 errors, 1 warning (3 new) in 3 targets, 1 suppressed (Kustomize v5.5.0)"
+    assert out[-1] == summary_line(sample_report())
+
+
+def test_only_findings_that_decide_the_exit_code_are_errors_and_they_come_first() -> None:
+    """As the App's annotations: an existing finding is a notice under fail-on new, and new findings
+    lead (GitHub shows only the first ten annotations of each level per step)."""
+    levels = [line.split(" ", 1)[0] for line in render_github(sample_report()).splitlines()[:-1]]
+    assert levels == ["::error", "::error", "::error", "::notice"]
+    existing = next(line for line in render_github(sample_report()).splitlines() if "missing-probes" in line)
+    assert existing.startswith("::notice") and "[existing]" in existing
+    every = [line.split(" ", 1)[0] for line in render_github(sample_report(), "all").splitlines()[:-1]]
+    assert every == ["::error", "::error", "::error", "::warning"]

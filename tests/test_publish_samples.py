@@ -70,7 +70,7 @@ def test_summary_leaves_suppressed_out_of_severity_counts() -> None:
 
 def test_json_has_exactly_the_documented_shape() -> None:
     doc = to_json(sample_report())
-    assert list(doc) == ["version", "tool", "targets", "findings", "summary"]
+    assert list(doc) == ["version", "tool", "targets", "findings", "summary", "notes"]
     assert doc["version"] == 1
     assert doc["tool"] == {"name": "infra-review", "version": "0.1.0", "kustomize": "v5.5.0"}
     assert doc["targets"][2] == {"path": "overlays/production/broken", "environment": "production",

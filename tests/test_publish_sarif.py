@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest_paths import SARIF_SCHEMA
 from test_publish_samples import DEPLOY, RULES, build_error, latest_tag, sample_report
 
 from bot.publish.report import Report
 from bot.publish.sarif import FINGERPRINT_KEY, default_level, render_sarif, to_sarif
 
-SCHEMA = Path("/work/shared/sarif/sarif-schema-2.1.0.json")
+SCHEMA = SARIF_SCHEMA
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from test_publish_samples import DEPLOY, build_error, latest_tag, missing_probe, sample_report
 
+from bot.publish.github import check_title
 from bot.publish.report import Report, TargetStatus
 from bot.publish.text import render_text, summary_line
 
@@ -34,15 +35,18 @@ def test_colour_only_when_asked() -> None:
 
 
 def test_summary_line() -> None:
+    """The check run's headline (check_title), then how much was checked: one wording everywhere."""
     assert render_text(sample_report()).rstrip().splitlines()[-1] == summary_line(sample_report())
     report = sample_report()
-    assert summary_line(report) == ("3 errors, 1 warning (3 new) in 3 targets, 1 suppressed"
-                                    + (f" (Kustomize {report.kustomize_version})" if report.kustomize_version else ""))
+    assert summary_line(report) == f"{check_title(report)} — 3 targets checked (Kustomize v5.5.0)"
+    assert summary_line(report) == ("3 new errors in production, staging (1 existing, 1 suppressed) — 3 targets "
+                                    "checked (Kustomize v5.5.0)")
+    assert summary_line(report, "all").startswith("3 errors, 1 warning in production, staging (1 suppressed)")
     two = Report([latest_tag(), build_error(), missing_probe(new=True)],
                  [TargetStatus("a", "production", "ok", 1)] * 3)
     two.findings[0].new = False
-    assert summary_line(two) == "2 errors, 1 warning (2 new) in 3 targets"
-    assert summary_line(Report([], [TargetStatus("a", None, "ok", 1)])) == "no findings in 1 target"
+    assert summary_line(two) == "1 new error, 1 new warning in production, staging (1 existing) — 3 targets checked"
+    assert summary_line(Report([], [TargetStatus("a", None, "ok", 1)])) == "No findings — 1 target checked"
     assert summary_line(Report([], [], kustomize_version="v5.5.0")).endswith("(Kustomize v5.5.0)")
 
 
@@ -54,5 +58,5 @@ def test_adds_nothing_beyond_finding_fields() -> None:
                                        f.resource, f.container, f.origin.file, f.origin.line,
                                        f.suggestion.text if f.suggestion else ""))
     framing = {"==", "|", "NEW", "fix", "suggested", "replacement", "for", "line", "Deployment", "production/api,",
-               "container", "in", "0", "targets", "new)", "(1", "1", "error,", "warnings", "error"}
+               "container", "in", "0", "targets", "new", "1", "error", "—", "checked"}
     assert words - framing <= set(source.replace(":", " ").split()) | {"21"}

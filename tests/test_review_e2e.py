@@ -17,7 +17,7 @@ import pytest
 from bot.app.review import Reviewer, fail, head_is_current, review
 from bot.cli.demo import BASE_BRANCH, PR_BRANCH, build_example_repo
 from bot.publish.github import MAX_ANNOTATIONS, marker, parse_fingerprints
-from tests.conftest import load_payload
+from tests.conftest import eventually, load_payload
 from tests.fakegh import FakeGitHub, FakePull, commentable_lines
 
 REPO = "Codertocat/Hello-World"
@@ -239,15 +239,12 @@ async def test_cancelled_review_is_completed_neutral_with_the_new_head(make_bot,
     bot = await make_bot(slow_review, reviewer.fail)
     await bot.send("pull_request", opened(example))
     ctx = bot.app[CTX]
-    for _ in range(500):
-        if fakegh.calls("checks/create") and fakegh.calls("repos/download-tarball-archive"):
-            break
-        await asyncio.sleep(0.02)
+    await rendering(fakegh)
     newer = "e" * 40
     pull.head_sha = newer
     await ctx.queue.enqueue(Job(installation_id=1, repo=REPO, pr_number=NUMBER, head_sha=newer,
                                 reason="pull_request.synchronize", delivery_id="d-newer"))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: bot.failed, what="the worker to stop the superseded review")
     release.set()
     fakegh.repos[REPO].trees[newer] = example["head"]
     await bot.settle(timeout=60)
@@ -344,9 +341,13 @@ async def test_a_run_is_never_completed_as_superseded_by_its_own_commit(make_bot
     await rendering(fakegh)
     await bot.app[CTX].queue.enqueue(Job(installation_id=1, repo=REPO, pr_number=NUMBER, head_sha="0" * 40,
                                          reason="pull_request.synchronize", delivery_id="d-stale"))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: bot.failed, what="the worker to stop the superseded review")
     release.set()
     await bot.settle(timeout=60)
+    for _ in range(500):  # the stopped job's run is completed after its queue entry left `running`
+        if all(r["status"] == "completed" for r in head_runs(fakegh, example["head_sha"])):
+            break
+        await asyncio.sleep(0.02)
     [run] = head_runs(fakegh, example["head_sha"])
     assert run["status"] == "completed" and run["conclusion"] == "failure", run["output"]["title"]
     assert example["head_sha"][:7] not in run["output"]["title"]

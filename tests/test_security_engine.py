@@ -35,7 +35,7 @@ from bot.yamlpos import MAX_NODES, YamlError, load_docs
 from rules.base import parse_quantity
 from rules.direct_apply import targets_production
 from rules.hardcoded_secret import REDACTED, SCAN_WINDOW, credential_shape
-from tests.conftest import load_payload
+from tests.conftest import eventually, load_payload
 
 
 def alias_bomb(items: int = 700, aliases: int = 700, depth: int = 120) -> str:
@@ -293,10 +293,7 @@ async def test_a_review_past_its_deadline_fails_and_says_why(make_bot, fakegh, s
     bot = await make_bot(hangs, settings_override=dataclasses.replace(settings, review_timeout=0.3))
     await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"))
     await bot.settle()
-    for _ in range(250):
-        if bot.failed:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: bot.failed, what="the review to be stopped at its deadline")
     [(job, exc)] = bot.failed
     assert isinstance(exc, ReviewTimeout) and "REVIEW_TIMEOUT" in str(exc)
     assert [j.state for j in await bot.queue.jobs()] == [JobState.FAILED]

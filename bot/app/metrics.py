@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 OTHER = "other"
@@ -16,7 +16,7 @@ OTHER = "other"
 
 def bounded(value: str | None, known: Collection[str]) -> str:
     """`value` if it is one of `known`, else `other`: each distinct label value is a series kept forever."""
-    return value if value in known else OTHER
+    return value if value is not None and value in known else OTHER
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -51,15 +51,15 @@ class Metrics:
         self._buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
         self._duration_sum += seconds
 
-    def render(self, gauges: dict[str, dict[tuple, float]] | None = None) -> str:
+    def render(self, gauges: Mapping[str, Mapping[tuple, float]] | None = None) -> str:
         """Prometheus text exposition; `gauges` are point-in-time values (e.g. jobs by state)."""
         lines: list[str] = []
         for name, series in sorted(self.counters.items()):
             lines += [f"# HELP {name} {self.help.get(name, name)}", f"# TYPE {name} counter"]
             lines += [f"{name}{_labels(dict(key))} {val:g}" for key, val in sorted(series.items())]
-        for name, series in sorted((gauges or {}).items()):
+        for name, gauge in sorted((gauges or {}).items()):
             lines.append(f"# TYPE {name} gauge")
-            lines += [f"{name}{_labels(dict(key))} {val:g}" for key, val in sorted(series.items())]
+            lines += [f"{name}{_labels(dict(key))} {val:g}" for key, val in sorted(gauge.items())]
         name = "infra_review_review_duration_seconds"
         lines += [f"# HELP {name} Time from job start to finish.", f"# TYPE {name} histogram"]
         count = 0

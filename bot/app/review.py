@@ -16,7 +16,7 @@ import asyncio
 import functools
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -209,8 +209,7 @@ class Reviewer:
         with tempfile.TemporaryDirectory(prefix="infra-review-job-") as tmp:
             head, base = Path(tmp) / "head", Path(tmp) / "base"
             try:
-                await asyncio.gather(fetch_tree(gh, job.repo, job.head_sha, head, self.limits),
-                                     fetch_tree(gh, job.repo, base_sha, base, self.limits))
+                await fetch_trees(gh, job.repo, ((job.head_sha, head), (base_sha, base)), self.limits)
             except ArchiveRejected as exc:
                 await self._complete(job, gh, run_id, archive_error_body(job, exc))
                 return
@@ -270,6 +269,17 @@ class Reviewer:
         else:
             await self._complete(job, gh, run_id, body)
             self._completed.discard(run_id)
+
+
+async def fetch_trees(gh: Any, repo: str, trees: Iterable[tuple[str, Path]], limits: ExtractLimits) -> None:
+    """Both sides at once. A task group, not gather: when the review is cancelled it waits until every
+    extraction has stopped, so the job's temporary directory is never removed under one."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for ref, dest in trees:
+                group.create_task(fetch_tree(gh, repo, ref, dest, limits))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any, cast
 
 from gidgethub import BadRequest
 
@@ -119,6 +119,8 @@ async def _extract_off_loop(data: bytes, dest: Path, limits: ExtractLimits) -> E
     except asyncio.CancelledError:
         stop.set()
         await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # the ArchiveRejected we asked for by stopping it
         raise
 
 
@@ -140,7 +142,7 @@ class _Budget:
     """The decompressed stream, refused past `limit` bytes: skipped members' data is read too (a
     stream can only be read past), so this bounds the work a small archive can cause."""
 
-    def __init__(self, source: BinaryIO, limit: int) -> None:
+    def __init__(self, source: IO[bytes], limit: int) -> None:
         self.source, self.limit, self.used = source, limit, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -152,16 +154,16 @@ class _Budget:
         return chunk
 
 
-def _decompressed(data: bytes) -> BinaryIO:
+def _decompressed(data: bytes) -> IO[bytes]:
     """GitHub sends gzip; a plain tar is read as is."""
     raw = io.BytesIO(data)
-    return gzip.GzipFile(fileobj=raw, mode="rb") if data[:2] == b"\x1f\x8b" else raw
+    return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if data[:2] == b"\x1f\x8b" else raw
 
 
 def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     """Each member once, as it streams by (tarfile would otherwise keep every TarInfo it has read)."""
     while (member := archive.next()) is not None:
-        archive.members.clear()
+        archive.members.clear()  # type: ignore[attr-defined]  # the list getmembers() returns, undocumented
         yield member
 
 
@@ -228,6 +230,9 @@ class _Extraction:
         if self.files > self.limits.max_files:
             raise ArchiveRejected(f"the archive has more than {self.limits.max_files} files")
         source = archive.extractfile(member)
+        if source is None:
+            self.skipped.append(member.name)
+            return
         try:
             target = (self.dest / rel).resolve()
             if not target.is_relative_to(self.dest):
@@ -252,7 +257,7 @@ def extract_tarball(data: bytes, dest: Path, limits: ExtractLimits = ExtractLimi
     dest.mkdir(parents=True, exist_ok=True)
     stream = _Budget(_decompressed(data), limits.max_stream_bytes)
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
+        with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as archive:
             stats = _Extraction(dest, limits, stop).run(archive)
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
         raise ArchiveRejected(f"the archive cannot be read: {_shown(exc) or type(exc).__name__}") from None

@@ -152,7 +152,7 @@ class Worker:
         task = asyncio.create_task(self._timed(self.review(job, gh)), name=f"job-{job.id}")
         stopped_as = await self._watch(job, task)
         if stopped_as is None and task.exception() is None:
-            stopped_as = await self.queue.state(job.id)
+            stopped_as = await self.queue.state(job.key)
             if stopped_as is JobState.RUNNING:
                 await self._finish(job, JobState.DONE, None, started)
                 return
@@ -162,11 +162,12 @@ class Worker:
             return
         if stopped_as is not None:
             log.info("job %s for %s#%s stopped: %s", job.id, job.repo, job.pr_number, stopped_as.value)
-            if task.cancelled():
+            if task.cancelled() or task.exception() is not None:
                 await self._fail(job, gh, JobCancelled(stopped_as))
             await self._finish(job, stopped_as, None, started)
             return
         exc = task.exception()
+        assert exc is not None  # neither stopped nor finished cleanly
         log.error("job %s for %s#%s failed: %s: %s", job.id, job.repo, job.pr_number, type(exc).__name__, exc)
         await self._fail(job, gh, exc)
         await self._finish(job, JobState.FAILED, f"{type(exc).__name__}: {exc}", started)
@@ -190,7 +191,7 @@ class Worker:
                 done, _ = await asyncio.wait({task}, timeout=self.watch_interval)
                 if done:
                     break
-                state = await self.queue.state(job.id)
+                state = await self.queue.state(job.key)
                 if state is not JobState.RUNNING:
                     task.cancel()
                     await asyncio.wait({task})
@@ -207,6 +208,6 @@ class Worker:
             log.exception("job %s: completing the check run after a failure also failed", job.id)
 
     async def _finish(self, job: Job, state: JobState, error: str | None, started: float) -> None:
-        await self.queue.finish(job.id, state, error)
+        await self.queue.finish(job.key, state, error)
         self.metrics.observe_review(time.monotonic() - started)
         self.metrics.inc("infra_review_jobs_finished_total", outcome=state.value)

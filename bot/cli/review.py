@@ -12,8 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bot.cli.check import UsageError, failing, load_config, materialize_ref, resolve_commit
+from bot.cli.check import UsageError, load_config, materialize_ref, resolve_commit
 from bot.model import Finding
+from bot.publish.report import fails
 from bot.render.kustomize import RendererMissing
 from bot.repo.git import GitError, git
 from bot.review.anchors import parse_diff
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = render_dry_run(report, diff, mode=config.comments, fail_on=config.fail_on, object_span=object_span)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
-    return 1 if failing(report.findings, config.fail_on) else 0
+    return 1 if fails(report.findings, config.fail_on) else 0
 
 
 def add_parser(sub) -> None:

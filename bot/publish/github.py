@@ -16,13 +16,15 @@ from bot.model import Finding
 from bot.publish import escape
 from bot.publish.report import (
     Report,
+    deciding,
     env_order,
+    fails,
+    headline,
     plural,
     resource_label,
     severity_rank,
     sorted_findings,
     statement,
-    summarize,
 )
 from bot.review.anchors import DiffIndex, place_anchor
 
@@ -32,7 +34,6 @@ MAX_OUTPUT_CHARS = 65_535
 MAX_COMMENT_CHARS = 65_536
 RECHECK_ACTION = {"label": "Re-check", "identifier": "recheck", "description": "Run infra-review again on this commit"}
 ANNOTATION_LEVELS = {"error": "failure", "warning": "warning", "notice": "notice"}
-FAIL_ON = ("new", "all")
 
 _MARKER = "<!-- infra-review:fp={} -->"
 _MARKER_RE = re.compile(r"<!-- infra-review:fp=([0-9a-f]{8,64}) -->")
@@ -84,34 +85,15 @@ def truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
 # --- check run -----------------------------------------------------------------------------
 
 
-def _relevant(report: Report, fail_on: str) -> list[Finding]:
-    """The findings that decide the conclusion: unsuppressed, and new unless `fail_on` is `all`."""
-    if fail_on not in FAIL_ON:
-        raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
-    return [f for f in report.findings if not f.suppressed and (f.new or fail_on == "all")]
-
-
 def conclusion(report: Report, fail_on: str = "new") -> str:
-    pool = _relevant(report, fail_on)
-    if any(f.severity == "error" for f in pool):
+    if fails(report.findings, fail_on):
         return "failure"
-    return "neutral" if pool else "success"
-
-
-def _nonzero_counts(findings: list[Finding]) -> str:
-    s = summarize(findings)
-    parts = [plural(n, w) for n, w in ((s.errors, "error"), (s.warnings, "warning"), (s.notices, "notice")) if n]
-    return ", ".join(parts)
+    return "neutral" if deciding(report.findings, fail_on) else "success"
 
 
 def check_title(report: Report, fail_on: str = "new") -> str:
-    """`2 errors, 1 warning in production`; the counts are those that decide the conclusion."""
-    pool = _relevant(report, fail_on)
-    if pool:
-        envs = sorted({f.environment for f in pool}, key=env_order)
-        return escape.one_line(f"{_nonzero_counts(pool)} in {', '.join(e or 'repository' for e in envs)}")
-    others = [f for f in report.findings if not f.suppressed]
-    return f"No new findings ({len(others)} existing)" if others else "No findings"
+    """The headline every output leads with (`2 new errors in production (1 existing)`)."""
+    return escape.one_line(headline(report, fail_on))
 
 
 def _env_table(findings: list[Finding]) -> list[str]:
@@ -131,6 +113,9 @@ def check_summary(report: Report, fail_on: str = "new") -> str:
     lines = [f"**{escape.inline(check_title(report, fail_on))}**", ""]
     lines.append("New findings decide this check; existing ones are listed for context."
                  if fail_on == "new" else "Every unsuppressed finding decides this check.")
+    if report.notes:
+        lines += ["", "**Not checked, or checked on an assumption:**", ""]
+        lines += [f"- {escape.inline(note)}" for note in report.notes]
     by_env: dict[str | None, list[Finding]] = {}
     for f in report.findings:
         by_env.setdefault(f.environment, []).append(f)
@@ -169,13 +154,13 @@ def check_text(report: Report) -> str:
     return truncate("\n".join(lines) or "No findings.")
 
 
-def annotations(report: Report, fail_on: str = "new") -> list[dict[str, Any]]:
+def check_annotations(report: Report, fail_on: str = "new") -> list[dict[str, Any]]:
     """One annotation per unsuppressed finding with a file. A finding that does not decide the
     conclusion (an existing one, under `fail_on: new`) is a `notice` whatever its severity, so
     the red marks in the PR are the ones the author must act on."""
-    deciding = {id(f) for f in _relevant(report, fail_on)}
+    decides = {id(f) for f in deciding(report.findings, fail_on)}
     located = [f for f in report.findings if f.origin.file and not f.suppressed]
-    located.sort(key=lambda f: (id(f) not in deciding, severity_rank(f.severity), f.origin.file, f.origin.line or 0))
+    located.sort(key=lambda f: (id(f) not in decides, severity_rank(f.severity), f.origin.file, f.origin.line or 0))
     out = []
     for f in located:
         start = f.origin.line or 1
@@ -186,7 +171,7 @@ def annotations(report: Report, fail_on: str = "new") -> list[dict[str, Any]]:
             "path": f.origin.file,
             "start_line": start,
             "end_line": max(f.origin.end_line or 0, start),
-            "annotation_level": ANNOTATION_LEVELS.get(f.severity, "warning") if id(f) in deciding else "notice",
+            "annotation_level": ANNOTATION_LEVELS.get(f.severity, "warning") if id(f) in decides else "notice",
             "title": f"{f.rule} ({f.environment or 'repository'}){'' if f.new else ' [existing]'}"[:255],
             "message": truncate(message),
         }
@@ -221,7 +206,7 @@ def check_run_complete(
     """`checks/update` bodies, in order. The first completes the run; each further one appends the
     next 50 annotations (GitHub appends annotations on update) and repeats title/summary/text,
     since an update's output replaces the previous one."""
-    anns = annotations(report, fail_on)
+    anns = check_annotations(report, fail_on)
     output = {"title": check_title(report, fail_on), "summary": check_summary(report, fail_on),
               "text": check_text(report)}
     batches = [anns[i:i + MAX_ANNOTATIONS] for i in range(0, len(anns), MAX_ANNOTATIONS)] or [[]]
@@ -256,11 +241,15 @@ def check_run_error(pr_number: int, explanation: str, *, completed_at: str | Non
 # --- pull-request review -------------------------------------------------------------------
 
 
-def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffIndex) -> tuple[int, int] | None:
-    """The suggestion's lines when one identical suggestion covers every finding of the comment,
-    replaces the lines we anchor on, and lies inside one hunk (else GitHub rejects the comment)."""
+def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffIndex,
+                      readers: frozenset[str] | None = None) -> tuple[int, int] | None:
+    """The suggestion's lines when one identical suggestion covers every finding of the comment, is
+    right for every environment that reads the file (each has the finding), replaces the lines we
+    anchor on, and lies inside one hunk (else GitHub rejects the comment)."""
     suggestions = {f.suggestion for f in group}
     if len(suggestions) != 1 or None in suggestions:
+        return None
+    if readers and not readers <= {f.environment for f in group}:
         return None
     (s,) = suggestions
     fd = diff.get(path)
@@ -269,11 +258,16 @@ def _suggestion_range(group: list[Finding], path: str, line: int, diff: DiffInde
     return (s.line, s.end_line) if fd.in_one_hunk(s.line, s.end_line) else None
 
 
+def _environments(group: list[Finding]) -> str:
+    """The environments of a comment, each named once, production first."""
+    names = sorted({f.environment for f in group}, key=env_order)
+    return escape.inline(", ".join(e or "repository" for e in names))
+
+
 def _comment_body(group: list[Finding], suggestion: bool) -> str:
     head = group[0]
     worst = min((f.severity for f in group), key=severity_rank)
-    envs = escape.inline(", ".join(f.environment or "repository" for f in group))
-    lines = [f"**{worst}** · `{head.rule}` · {envs}", ""]
+    lines = [f"**{worst}** · `{head.rule}` · {_environments(group)}", ""]
     messages = {(resource_label(f), f.message) for f in group}
     if len(messages) == 1:
         lines.append(_said(head))
@@ -282,20 +276,17 @@ def _comment_body(group: list[Finding], suggestion: bool) -> str:
     remediations = list(dict.fromkeys(f.remediation for f in group if f.remediation))
     if remediations:
         lines += ["", "**Fix:** " + " / ".join(escape.inline(r) for r in remediations)]
-    if head.suggestion:
+    fixes = {f.suggestion: [g for g in group if g.suggestion == f.suggestion] for f in group if f.suggestion}
+    if suggestion and head.suggestion:
         text = head.suggestion.text.removesuffix("\n")
-        fence = escape.fence(text)
-        lines.append("")
-        if suggestion:
-            lines += [f"{fence}suggestion", text, fence]
-        else:
-            for f in group:
-                s = f.suggestion
-                if s:
-                    t = s.text.removesuffix("\n")
-                    lines += [f"Suggested replacement for {escape.code(s.file)} lines {s.line}-{s.end_line}"
-                              f" ({escape.inline(f.environment or 'repository')}):",
-                              f"{escape.fence(t)}yaml", t, escape.fence(t)]
+        lines += ["", f"{escape.fence(text)}suggestion", text, escape.fence(text)]
+    elif fixes:
+        lines += ["", "Not offered as a one-click suggestion: the change differs per environment, belongs in "
+                      "another file, or would also change environments that do not need it. Each fix:"]
+        for s, owners in fixes.items():
+            t = s.text.removesuffix("\n")
+            lines += [f"Suggested replacement for {escape.code(s.file)} lines {s.line}-{s.end_line}"
+                      f" ({_environments(owners)}):", f"{escape.fence(t)}yaml", t, escape.fence(t)]
     markers = "\n".join(marker(f.fingerprint) for f in group)
     body = truncate("\n".join(lines), MAX_COMMENT_CHARS - len(markers) - 2)
     return f"{body}\n\n{markers}"
@@ -308,8 +299,7 @@ def _review_body(total: int, posted: int, overflow: list[list[Finding]], unancho
         lines += ["", f"{plural(len(overflow), 'more comment')} not posted inline (limit reached):"]
         for group in overflow:
             f = group[0]
-            envs = escape.inline(", ".join(g.environment or "repository" for g in group))
-            lines.append(f"- **{f.severity}** `{f.rule}` {_where(f)} ({envs}): {_said(f)}")
+            lines.append(f"- **{f.severity}** `{f.rule}` {_where(f)} ({_environments(group)}): {_said(f)}")
     if unanchored:
         verb = "is" if len(unanchored) == 1 else "are"
         lines += ["", f"{plural(len(unanchored), 'new finding')} outside the lines this pull request changed "
@@ -355,7 +345,7 @@ def review_payload(
         return None
     comments = []
     for (path, line, _rule), group in posted:
-        rng = _suggestion_range(group, path, line, diff)
+        rng = _suggestion_range(group, path, line, diff, report.readers.get(path))
         comment: dict[str, Any] = {"path": path, "side": "RIGHT", "body": _comment_body(group, rng is not None)}
         if rng and rng[0] != rng[1]:
             comment.update(start_line=rng[0], start_side="RIGHT", line=rng[1])

@@ -12,7 +12,7 @@ JSON_VERSION = 1
 
 def to_json(report: Report) -> dict[str, Any]:
     """Suppressed findings are listed (with `suppressed: true`) but counted only in
-    `summary.suppressed`, never in errors/warnings/notices/new."""
+    `summary.suppressed`, never in errors/warnings/notices/new. `notes` say what was not checked."""
     return {
         "version": JSON_VERSION,
         "tool": {"name": TOOL_NAME, "version": report.tool_version, "kustomize": report.kustomize_version},
@@ -22,6 +22,7 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "findings": [f.to_json() for f in sorted_findings(report.findings)],
         "summary": summarize(report.findings).to_json(),
+        "notes": list(report.notes),
     }
 
 

@@ -14,11 +14,16 @@ TOOL_NAME = "infra-review"
 class RuleMeta(Protocol):
     """What reporters read of a rule; `rules.base.Rule` satisfies it, so the registry passes through."""
 
-    id: str
-    title: str
-    rationale: str
-    remediation: str
-    severity: Mapping[str, str | None]
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def rationale(self) -> str: ...
+    @property
+    def remediation(self) -> str: ...
+    @property
+    def severity(self) -> Mapping[str, str | None]: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class Report:
     kustomize_version: str = ""
     rules: Mapping[str, RuleMeta] = field(default_factory=dict)
     head_sha: str | None = None
+    # What was not checked, or checked on an assumption, said in every output's summary so a green
+    # run is never mistaken for a complete one.
+    notes: list[str] = field(default_factory=list)
+    # The environments whose checked targets read each file: a suggestion on a line several
+    # environments share is offered only when it is right for all of them.
+    readers: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,14 +95,43 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def counts_phrase(s: Summary) -> str:
-    """`2 errors, 1 warning`; notices only when there are some; `no findings` when empty."""
-    parts = [plural(s.errors, "error"), plural(s.warnings, "warning")]
-    if s.notices:
-        parts.append(plural(s.notices, "notice"))
-    if not (s.errors or s.warnings or s.notices):
-        return "no findings"
-    return ", ".join(parts)
+FAIL_ON = ("new", "all")
+
+
+def deciding(findings: Iterable[Finding], fail_on: str = "new") -> list[Finding]:
+    """The findings that decide the outcome (check-run conclusion, exit code, annotation level):
+    unsuppressed, and new unless `fail_on` is `all`."""
+    if fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {FAIL_ON}, not {fail_on!r}")
+    return [f for f in findings if not f.suppressed and (f.new or fail_on == "all")]
+
+
+def fails(findings: Iterable[Finding], fail_on: str = "new") -> bool:
+    return any(f.severity == "error" for f in deciding(findings, fail_on))
+
+
+def _counts(findings: list[Finding], adjective: str) -> str:
+    s = summarize(findings)
+    return ", ".join(plural(n, f"{adjective}{word}") for n, word in
+                     ((s.errors, "error"), (s.warnings, "warning"), (s.notices, "notice")) if n)
+
+
+def headline(report: Report, fail_on: str = "new") -> str:
+    """The verdict every output leads with, worded one way (check-run title, CLI summary): what
+    decides, by severity and environment, then what else there is. `2 new errors, 1 new warning in
+    production, staging (3 existing, 1 suppressed)`; `No new findings (3 existing)`; `No findings`."""
+    pool = deciding(report.findings, fail_on)
+    chosen = {id(f) for f in pool}
+    other = sum(1 for f in report.findings if not f.suppressed and id(f) not in chosen)
+    suppressed = sum(1 for f in report.findings if f.suppressed)
+    extras = ", ".join(part for part in (f"{other} existing" if other else "",
+                                         f"{suppressed} suppressed" if suppressed else "") if part)
+    if pool:
+        envs = sorted({f.environment for f in pool}, key=env_order)
+        text = f"{_counts(pool, 'new ' if fail_on == 'new' else '')} in {', '.join(e or 'repository' for e in envs)}"
+    else:
+        text = "No new findings" if other else "No findings"
+    return f"{text} ({extras})" if extras else text
 
 
 def env_order(env: str | None) -> tuple[int, str]:

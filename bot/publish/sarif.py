@@ -113,6 +113,8 @@ def to_sarif(report: Report) -> dict[str, Any]:
         "tool": {"driver": driver},
         "results": [_result(f, rule_index) for f in findings],
         "columnKind": "unicodeCodePoints",
+        "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": [
+            {"level": "note", "message": {"text": note}} for note in report.notes]}],
         "properties": {
             "kustomize": report.kustomize_version,
             "targets": [{"path": t.path, "environment": t.environment, "status": t.status,

@@ -9,12 +9,11 @@ from bot.model import Finding
 from bot.publish import escape
 from bot.publish.report import (
     Report,
-    counts_phrase,
+    headline,
     plural,
     resource_label,
     sorted_findings,
     statement,
-    summarize,
 )
 
 _COLOURS = {"error": "31", "warning": "33", "notice": "36", "new": "1;35", "dim": "2", "head": "1"}
@@ -57,21 +56,16 @@ def _suppressed_line(f: Finding) -> str:
     return f"  {location(f)}  {f.rule}{' ' + what if what else ''}{reason}"
 
 
-def summary_line(report: Report) -> str:
-    """`2 errors, 1 warning (1 new) in 3 targets[, 1 suppressed]`."""
-    s = summarize(report.findings)
-    line = counts_phrase(s)
-    if s.errors or s.warnings or s.notices:
-        line += f" ({s.new} new)"
-    line += f" in {plural(len(report.targets), 'target')}"
-    if s.suppressed:
-        line += f", {s.suppressed} suppressed"
+def summary_line(report: Report, fail_on: str = "new") -> str:
+    """The headline the check run also leads with, then how much was checked:
+    `2 new errors in production (1 existing) — 3 targets checked (Kustomize v5.5.0)`."""
+    line = f"{escape.one_line(headline(report, fail_on))} — {plural(len(report.targets), 'target')} checked"
     if report.kustomize_version:
         line += f" (Kustomize {report.kustomize_version})"
     return line
 
 
-def render_text(report: Report, colour: bool = False) -> str:
+def render_text(report: Report, colour: bool = False, fail_on: str = "new") -> str:
     lines: list[str] = []
     findings = sorted_findings(report.findings)
     for env, env_group in groupby(findings, key=lambda f: f.environment):
@@ -90,5 +84,6 @@ def render_text(report: Report, colour: bool = False) -> str:
     failed = [t for t in report.targets if t.status != "ok"]
     if failed:
         lines.append("targets that failed to build: " + ", ".join(t.path for t in failed))
-    lines.append(summary_line(report))
+    lines += [f"note: {note}" for note in report.notes]
+    lines.append(summary_line(report, fail_on))
     return escape.log_lines("\n".join(lines) + "\n")

@@ -47,6 +47,13 @@ class Job:
     state: JobState = field(default=JobState.QUEUED, compare=False)
 
     @property
+    def key(self) -> int:
+        """The id of a job the queue stores (every claimed job has one)."""
+        if self.id is None:
+            raise ValueError("this job is not stored in a queue")
+        return self.id
+
+    @property
     def owner(self) -> str:
         return self.repo.split("/", 1)[0]
 

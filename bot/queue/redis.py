@@ -30,7 +30,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -430,7 +430,7 @@ class RedisQueue(Queue):
         return int(await self._run("cancel_pr", repo, pr_number))
 
     async def live_jobs(self, repo: str, pr_number: int) -> list[Job]:
-        ids = await self.redis.smembers(f"{self.prefix}pr:{repo}#{pr_number}:live")
+        ids = cast(set[str], await self.redis.smembers(f"{self.prefix}pr:{repo}#{pr_number}:live"))
         jobs = await self._rows(sorted(ids, key=int))
         return [j for j in jobs if j.state in LIVE_STATES]
 
@@ -439,14 +439,14 @@ class RedisQueue(Queue):
         if row is None:
             return None
         job = _job(row)
-        self._held_jobs.add(job.id)
+        self._held_jobs.add(job.key)
         return job
 
     async def state(self, job_id: int) -> JobState:
         value = await self.redis.hget(f"{self.prefix}job:{job_id}", "state")
         if value is None:
             raise KeyError(job_id)
-        return JobState(value)
+        return JobState(str(value))
 
     async def finish(self, job_id: int, state: JobState, error: str | None = None) -> bool:
         """Also False when the job is running under another claim: this one's lease ran out."""
@@ -477,7 +477,7 @@ class RedisQueue(Queue):
             index = f"{self.prefix}pr:{repo}#{pr_number}:all"
         elif repo is not None:
             index = f"{self.prefix}repo:{repo}"
-        return await self._rows(await self.redis.zrange(index, 0, -1))
+        return await self._rows(cast(list[str], await self.redis.zrange(index, 0, -1)))
 
     async def _rows(self, ids: list[str]) -> list[Job]:
         """The jobs still stored among `ids` (one may be pruned between listing and reading)."""

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from bot.model import Origin, ResourceId, Target, concrete_path, format_path, get_path, parse_path
+from bot.model import Origin, ResourceId, Target, as_dict, concrete_path, format_path, get_path, parse_path
 from bot.objects import RenderedObject
 from bot.render import substitute
-from bot.render.provenance import flux_document
 from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
 from bot.repo.tree import KUSTOMIZATION_NAMES
@@ -43,12 +42,13 @@ def generate(model: RepoModel, target: Target, top: Path) -> None:
                                 "resources": resources}
         kfile = top / "kustomization.yaml"
     else:
+        source = model.tree.kustomization_file(target.path) or target.path
         try:
             data = (load_data(kfile.read_text(encoding="utf-8", errors="replace")) or [{}])[0]
         except YamlError as exc:
-            raise BuildError(exc.message, target.path) from None
+            raise BuildError(exc.message, source, exc.line) from None
         if not isinstance(data, dict):
-            raise BuildError("kustomization is not a mapping", target.path)
+            raise BuildError("a kustomization file must hold one YAML mapping", source, 1)
         if not any(k in spec for k in ("targetNamespace", "patches", "components", "images",
                                        "patchesStrategicMerge", "patchesJson6902")):
             return
@@ -60,9 +60,13 @@ def generate(model: RepoModel, target: Target, top: Path) -> None:
             if p.get("target"):
                 entry["target"] = p["target"]
             data.setdefault("patches", []).append(entry)
-    for comp in spec.get("components") or []:
+    for i, comp in enumerate(spec.get("components") or []):
         if not isinstance(comp, str) or is_remote(comp) or comp.startswith("/"):
-            raise BuildError(f"component path {comp!r} must be local and relative", target.flux.file if target.flux else None)
+            ref = target.flux
+            doc = model.flux_document(ref) if ref else None
+            span = doc.span(("spec", "components", i)) if doc else None
+            raise BuildError(f"component path {comp!r} must be local and relative", ref.file if ref else None,
+                             span[0] if span else (ref.line if ref else None))
         data.setdefault("components", []).append(comp)
     for p in spec.get("patchesStrategicMerge") or []:
         data.setdefault("patchesStrategicMerge", []).append(yaml.safe_dump(p, sort_keys=False))
@@ -101,14 +105,16 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
     """Apply commonMetadata and postBuild substitution; re-emit the output text when either changed
     something (otherwise it stays byte for byte what kustomize printed)."""
     ref = rendered.target.flux
+    if ref is None:
+        return rendered
     spec = ref.spec
-    fdoc = flux_document(model, ref)
+    fdoc = model.flux_document(ref)
 
     def fline(*segs: Any) -> int:
         span = fdoc.span(segs) if fdoc else None
         return span[0] if span else ref.line
 
-    common = spec.get("commonMetadata") if isinstance(spec.get("commonMetadata"), dict) else {}
+    common = as_dict(spec.get("commonMetadata"))
     post = spec.get("postBuild") if isinstance(spec.get("postBuild"), dict) else None
     variables: dict[str, str] = {}
     var_lines: dict[str, int] = {}
@@ -133,7 +139,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
         meta = obj.setdefault("metadata", {})
         changed: dict[str, Origin] = {}
         for key in ("labels", "annotations"):
-            extra = common.get(key) if isinstance(common.get(key), dict) else {}
+            extra = as_dict(common.get(key))
             if extra:
                 meta.setdefault(key, {}).update({k: str(v) for k, v in extra.items()})
                 for k in extra:
@@ -150,8 +156,8 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                     rendered.notes.append(f"variable ${{{name}}} is not defined (left as is)")
             if new_text != text:
                 try:
-                    obj = (load_docs(new_text, ref.file) or [None])[0].data
-                except (YamlError, AttributeError):
+                    obj = load_docs(new_text, ref.file)[0].data
+                except (YamlError, IndexError):
                     rendered.notes.append(f"substitution made {ResourceId.of(obj)} unreadable; kept as built")
                 else:
                     for path in _diff_paths(ro.obj, obj):

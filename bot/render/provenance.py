@@ -22,7 +22,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.model import FluxRef, Origin, Segment, Target, concrete_path, format_path, get_path, parse_path
+from bot.model import (
+    Origin,
+    Segment,
+    Target,
+    as_dict,
+    concrete_path,
+    format_path,
+    get_path,
+    parse_path,
+    split_image,
+)
 from bot.objects import RenderedObject
 from bot.plain import locate_in_doc
 from bot.repo.kustomization import BuildError, Kustomization, load_kustomization
@@ -59,16 +69,6 @@ class Layer:
     via: str | None = None
 
 
-def split_image(image: str) -> tuple[str, str, str]:
-    """(name, tag, digest) of an image reference, as Kustomize's `image.Split` reads it."""
-    name, _, digest = image.partition("@")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1:], digest
-    return name, "", digest
-
-
 def image_matches(image: str, entry: dict[str, Any]) -> bool:
     """Whether an `images:` entry (a kustomization's or a Flux Kustomization's) set this rendered
     image: Kustomize matches the entry's `name` exactly against the image's name, and the image then
@@ -83,7 +83,7 @@ def _selector_matches(sel: dict[str, Any], obj: dict[str, Any], names: list[str]
     equality form (set-based clauses are not judged)."""
     if not isinstance(sel, dict):
         return False
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = as_dict(obj.get("metadata"))
     group, _, version = str(obj.get("apiVersion") or "").rpartition("/")
     if sel.get("kind") and not _full(str(sel["kind"]), str(obj.get("kind") or "")):
         return False
@@ -153,11 +153,11 @@ class Provenance:
         """The Flux Kustomization's `patches` and `images`, which Flux writes into the top
         kustomization: the outermost layer, located in the Flux file."""
         ref = self.target.flux
-        doc = flux_document(self.model, ref) if ref is not None else None
+        doc = self.model.flux_document(ref) if ref is not None else None
         spans = doc.spans.sub(("spec",)) if doc is not None else None
-        if ref is None or spans is None:
+        if ref is None or doc is None or spans is None:
             return None
-        data = {key: ref.spec[key] for key in ("patches", "images") if key in ref.spec}
+        data: dict[str, Any] = {key: ref.spec[key] for key in ("patches", "images") if key in ref.spec}
         start, end = spans.get(()) or (ref.line, ref.line)
         kust = Kustomization(self.target.path, ref.file, data, YamlDoc(ref.spec, doc.index, start, end, spans))
         layer = Layer(kust, via="flux")
@@ -546,6 +546,11 @@ def _at(patch: Patch, span: tuple[int, int], via: str, detail: str = "") -> Orig
     return Origin(patch.file, span[0] + patch.line_offset, span[1] + patch.line_offset, via, detail)
 
 
+def _op_span(doc: YamlDoc, i: int) -> tuple[int, int]:
+    """The lines of JSON 6902 operation `i`'s value (else of the operation, else of its document)."""
+    return doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
+
+
 def _covers(target: str, pointer: str) -> bool:
     """Whether a JSON 6902 op on `target` sets the value at `pointer` (itself or an ancestor)."""
     return bool(target) and (pointer == target or pointer.startswith(target.rstrip("-").rstrip("/") + "/"))
@@ -557,8 +562,7 @@ def patch_origin(patch: Patch, obj: dict, names: list[str], segs: tuple, via: st
         pointer = _pointer(obj, segs)
         for doc, i, target in _ops(patch, obj, names, ("add", "replace", "copy", "move")) if pointer else ():
             if _covers(target, pointer or ""):
-                span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
-                return _at(patch, span, via or "json6902", target)
+                return _at(patch, _op_span(doc, i), via or "json6902", target)
         return None
     if segs in _IDENTITY or not segs:
         return None
@@ -597,9 +601,8 @@ def ancestor_origin(patch: Patch, obj: dict, names: list[str], segs: tuple,
         for doc, i, target in _ops(patch, obj, names, ("add", "replace")):
             for k in range(len(segs), 0, -1):
                 if _pointer(obj, segs[:k]) == target:
-                    span = doc.spans.get((i, "value")) or doc.spans.get((i,)) or (doc.line, doc.end_line)
                     if best is None or k > best[0]:
-                        best = (k, _at(patch, span, via or "json6902", target))
+                        best = (k, _at(patch, _op_span(doc, i), via or "json6902", target))
                     break
         return best
     for doc in targeted_docs(patch, obj, names):
@@ -610,29 +613,6 @@ def ancestor_origin(patch: Patch, obj: dict, names: list[str], segs: tuple,
                              (inner.end_line or inner.line or 0) + patch.line_offset, inner.via)
             best = (depth, shifted)
     return best
-
-
-def flux_document(model: RepoModel, ref: FluxRef) -> YamlDoc | None:
-    """The document of `ref.file` that defines the Flux object `ref` (found by its name's line)."""
-    try:
-        docs = model.tree.docs(ref.file)
-    except YamlError:
-        return None
-    for doc in docs:
-        span = doc.span(("metadata", "name"))
-        if isinstance(doc.data, dict) and (span[0] if span else doc.line) == ref.line:
-            return doc
-    return None
-
-
-def inline_patch(text: str, file: str, line_offset: int, target: Any, entry_line: int) -> Patch | None:
-    """A patch written inline (a kustomization's or a Flux Kustomization's `patch: |`)."""
-    try:
-        docs = load_docs(text, file)
-    except YamlError:
-        return None
-    j6902 = bool(docs) and isinstance(docs[0].data, list)
-    return Patch(file, line_offset, docs, target if isinstance(target, dict) else None, j6902, entry_line)
 
 
 def _expand_list(doc: YamlDoc) -> list[YamlDoc]:

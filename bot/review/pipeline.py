@@ -19,7 +19,7 @@ from bot.deadline import Deadline
 from bot.model import Finding, Origin, ResourceId, Target
 from bot.objects import EnvContext, RenderedObject
 from bot.plain import load_plain
-from bot.publish.report import Report, TargetStatus
+from bot.publish.report import Report, TargetStatus, plural
 from bot.render.build import DiskCache, Rendered, Renderer
 from bot.render.kustomize import Kustomize, find_kustomize
 from bot.repo.discover import RepoModel
@@ -28,6 +28,17 @@ from bot.yamlpos import YamlError
 from rules.hardcoded_secret import redact, secret_values
 
 DEFAULT_ENVIRONMENT = "production"
+SHOWN = 3  # names listed in a note before "and N more"
+
+
+class NothingToCheck(ValueError):
+    """The check cannot run as asked (an environment no target has, a folder with nothing to check);
+    the message says what to do instead."""
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
 
 
 @dataclass
@@ -84,13 +95,12 @@ def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, 
             for env, objs in sorted(by_env.items())]
 
 
-def check_repository(root: Path, config: Config, *, targets: list[Target] | None = None,
+def check_repository(model: RepoModel, config: Config, *, targets: list[Target] | None = None,
                      changed: frozenset[str] | None = None, kustomize: Kustomize | None = None,
                      cache: DiskCache | None = None, deadline: Deadline | None = None) -> Side:
     """Render the given targets (default: all) of a repository and run every rule; Stopped as soon
     as `deadline` says so (between targets, during a build, between rules)."""
     deadline = deadline or Deadline()
-    model = make_model(root, config)
     side = Side(model=model)
     todo = list(model.targets if targets is None else targets)
     todo = [t for t in todo if not config.is_ignored(t.path)]
@@ -116,23 +126,25 @@ def attach_places(findings: list[Finding], rendered: list[Rendered]) -> None:
         for ro in r.objects:
             index.setdefault((r.target.path, ro.id), ro)
     for f in findings:
-        ro = index.get((f.target or "", f.resource)) if f.resource else None
-        if ro is not None:
-            f.places = tuple(ro.places())
+        placed = index.get((f.target or "", f.resource)) if f.resource else None
+        if placed is not None:
+            f.places = tuple(placed.places())
 
 
-def check_plain(path: Path, environment: str, config: Config) -> Side:
-    """A file or folder of plain manifests, checked as one rendered environment."""
+def check_plain(path: Path, environment: str, config: Config, root: Path | None = None) -> Side:
+    """A file or folder of plain manifests, checked as one rendered environment (paths relative to
+    `root`, default the folder itself). No statuses when it holds no Kubernetes object."""
     side = Side()
     try:
-        objects = load_plain(path)
+        objects = load_plain(path, root)
     except YamlError as exc:
         rule = rulebook.get_rule("build-error")
         side.findings.append(Finding(rule.id, "error", environment, f"{exc.message}", rule.remediation,
                                      origin=Origin(path.name, exc.line, exc.line, "build")))
         return side
-    root = path if path.is_dir() else path.parent
-    tree = RepoTree(root)
+    if not objects:
+        return side
+    tree = RepoTree(root or (path if path.is_dir() else path.parent))
     ctx = EnvContext(environment, objects, effective_policy(config), read_lines=tree.lines)
     side.findings.extend(rulebook.run_env_rules(ctx, config))
     side.statuses.append(TargetStatus(path.name, environment, "ok", len(objects)))
@@ -157,31 +169,42 @@ def removal_point(before: list[str], after: list[str], line: int) -> int | None:
     return None
 
 
-def relocate_removed(findings: list[Finding], head: Side, base: Side) -> None:
-    """A new finding about a field that the base had and the pull request removed sits where it was
-    removed, in every output alike, rather than where it would be added anew."""
-    def objects(side: Side) -> dict[tuple[str, str, ResourceId], RenderedObject]:
-        index: dict[tuple[str, str, ResourceId], RenderedObject] = {}
-        for r in side.rendered:
-            for ro in r.objects:
-                index.setdefault((r.target.path, r.target.environment or DEFAULT_ENVIRONMENT, ro.id), ro)
-        return index
+def _objects(side: Side) -> dict[tuple[str, str, ResourceId], RenderedObject]:
+    index: dict[tuple[str, str, ResourceId], RenderedObject] = {}
+    for r in side.rendered:
+        for ro in r.objects:
+            index.setdefault((r.target.path, r.target.environment or DEFAULT_ENVIRONMENT, ro.id), ro)
+    return index
 
+
+def with_base(findings: list[Finding], head: Side, base: Side) -> None:
+    """Each new finding beside its object on the base revision. A field that the base had and the pull
+    request removed is located where it was removed, in every output alike, rather than where it
+    would be added anew; and a rule may take its suggestion from the base (`Rule.from_base`: the tag
+    an image had before it floated)."""
     if head.model is None or base.model is None:
         return
-    before, after = objects(base), objects(head)
+    before, after = _objects(base), _objects(head)
     for f in findings:
         if not f.new or f.located is None or f.resource is None or f.target is None or f.environment is None:
             continue
         now, was = (side.get((f.target, f.environment, f.resource)) for side in (after, before))
-        if now is None or was is None or now.value(f.located) is not None or was.value(f.located) is None:
+        if now is None or was is None:
             continue
-        origin = was.origin(f.located)
-        if not origin.file or not origin.line or not head.model.tree.is_file(origin.file):
-            continue
-        line = removal_point(base.model.tree.lines(origin.file), head.model.tree.lines(origin.file), origin.line)
-        if line is not None:
-            f.origin = Origin(origin.file, line, line, "enclosing", "removed")
+        if now.value(f.located) is None and was.value(f.located) is not None:
+            _relocate_removed(f, was, head.model.tree, base.model.tree)
+        rule = rulebook.get_rule(f.rule)
+        if rule.from_base is not None and f.suggestion is None and f.origin.file and f.origin.line:
+            f.suggestion = rule.from_base(f, now, was, head.model.tree.lines(f.origin.file))
+
+
+def _relocate_removed(f: Finding, was: RenderedObject, head: RepoTree, base: RepoTree) -> None:
+    origin = was.origin(f.located or "")
+    if not origin.file or not origin.line or not head.is_file(origin.file):
+        return
+    line = removal_point(base.lines(origin.file), head.lines(origin.file), origin.line)
+    if line is not None:
+        f.origin = Origin(origin.file, line, line, "enclosing", "removed")
 
 
 def filter_envs(findings: list[Finding], envs: list[str] | None, config: Config) -> list[Finding]:
@@ -193,11 +216,71 @@ def filter_envs(findings: list[Finding], envs: list[str] | None, config: Config)
     return [f for f in findings if f.environment in wanted or f.environment is None]
 
 
-def make_report(side: Side, findings: list[Finding], kustomize: Kustomize | None, head_sha: str | None = None) -> Report:
+def make_report(side: Side, findings: list[Finding], kustomize: Kustomize | None, head_sha: str | None = None,
+                notes: list[str] | None = None) -> Report:
     findings = sorted(findings, key=lambda f: (f.environment or "", f.origin.file or "", f.origin.line or 0, f.rule))
     return Report(findings=findings, targets=side.statuses, tool_version=__version__,
                   kustomize_version=kustomize.version if kustomize else "",
-                  rules={r.id: r for r in rulebook.all_rules()}, head_sha=head_sha)
+                  rules={r.id: r for r in rulebook.all_rules()}, head_sha=head_sha, notes=notes or [])
+
+
+def top_level(model: RepoModel, config: Config) -> list[Target]:
+    """A repository with kustomizations but no `overlays/<env>/` folder and no Flux Kustomization: its
+    top-level kustomizations (those no other includes) stand for what would be applied."""
+    dirs = [d for d in model.kustomization_dirs if not config.is_ignored(d)]
+    included = {inner for d in dirs for inner in model.graph.kustomization_inputs(d).dirs - model.graph.cycle_mates(d)}
+    return [Target(d, model.environment_of(d, None), None) for d in dirs if d not in included]
+
+
+def choose_targets(model: RepoModel, config: Config, envs: list[str] | None,
+                   scope: str | None) -> tuple[list[Target], list[str]]:
+    """The targets a `check` renders, and what to say about the choice. Raises NothingToCheck rather
+    than pass having looked at nothing."""
+    notes: list[str] = []
+    targets = [t for t in model.targets if not config.is_ignored(t.path)]
+    if not targets:
+        targets = top_level(model, config)
+        if targets:
+            notes.append(f"No `overlays/<env>/` folder and no Flux Kustomization here: the top-level "
+                         f"kustomizations {_some([t.path for t in targets])} were checked as what would be applied.")
+    if envs:
+        from bot.config import normalise_env
+
+        known = sorted({t.environment or DEFAULT_ENVIRONMENT for t in targets})
+        wanted = {normalise_env(e, config) for e in envs}
+        if not wanted & set(known):
+            raise NothingToCheck(f"--env {', '.join(envs)}: no target is in that environment; the environments "
+                                 f"here are {', '.join(known) or 'none'}")
+        targets = [t for t in targets if (t.environment or DEFAULT_ENVIRONMENT) in wanted]
+    if scope and scope != ".":
+        inside = [t for t in targets if in_scope(t.path, scope)]
+        if not inside:
+            inside = [t for t in targets if any(in_scope(f, scope) for f in model.inputs(t).files)]
+            if inside:
+                notes.append(f"`{scope}` is not a target of its own: the {plural(len(inside), 'target')} that "
+                             f"include it ({_some([t.path for t in inside])}) were checked, and the findings "
+                             f"located in it are shown.")
+        targets = inside
+    return targets, notes
+
+
+def coverage_notes(model: RepoModel, rendered: list[Rendered]) -> list[str]:
+    """What the rendered targets leave unchecked or assumed: said once each, in every output."""
+    notes: list[str] = []
+    guessed = sorted({r.target.path for r in rendered if model.named_environment(r.target.path, r.target.flux) is None})
+    if guessed:
+        notes.append(f"The environment of {_some(guessed)} could not be told from the paths; judged as "
+                     f"{DEFAULT_ENVIRONMENT}. Name it with `environments.paths` in .github/infra-review.yml.")
+    failed = [r.target.path for r in rendered if not r.ok]
+    if failed:
+        notes.append(f"{plural(len(failed), 'target')} of {len(rendered)} could not be built ({_some(failed)}): "
+                     f"nothing in them was checked (see the build-error findings).")
+    releases = sum(1 for r in rendered for ro in r.objects
+                   if ro.kind == "HelmRelease" and ro.id.group == "helm.toolkit.fluxcd.io")
+    if releases:
+        notes.append(f"{plural(releases, 'HelmRelease')} found but not rendered: the objects their charts "
+                     f"install are not checked yet.")
+    return notes
 
 
 def in_scope(path: str | None, scope: str | None) -> bool:
@@ -215,32 +298,71 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
     both sides; repo-level rules still see the whole tree.
     """
     head_model = make_model(head, config)
+    notes: list[str] = []
     if not is_repository(head_model) and not (head / "kustomization.yaml").exists():
-        env = (envs or [DEFAULT_ENVIRONMENT])[0]
-        head_side = check_plain(head, env, config)
-        base_side = check_plain(base, env, config) if base else None
-        findings = compare(head_side.findings, base_side.findings) if base_side else head_side.findings
-        return make_report(head_side, findings, None)
+        return check_plain_sides(head, base, (envs or [DEFAULT_ENVIRONMENT])[0], config, strict=not affected_only)
     kustomize = find_kustomize()
-    head_targets = base_targets = None
-    if scope and scope != ".":
-        head_targets = [t for t in head_model.targets if in_scope(t.path, scope)]
+    head_targets: list[Target] | None = None
+    base_targets: list[Target] | None = None
+    if not affected_only:
+        head_targets, notes = choose_targets(head_model, config, envs, scope)
+        if not head_targets and scope and scope != ".":
+            folder = head / scope
+            note = f"No target includes `{scope}`: its manifests were checked as they are."
+            return check_plain_sides(folder, base / scope if base else None, (envs or [DEFAULT_ENVIRONMENT])[0],
+                                     config, root=head, notes=[note])
+        if not head_targets:
+            raise NothingToCheck(f"{head} holds nothing to check: no overlay, Flux Kustomization or kustomization "
+                                 f"was found (give a repository, an overlay or a folder of manifests)")
+    base_model = make_model(base, config) if base is not None else None
+    if base_model is not None and envs and not affected_only:
+        wanted = {t.environment for t in head_targets or ()}
+        base_targets = [t for t in base_model.targets if t.environment in wanted]
     if affected_only and changed is not None:
-        base_model = make_model(base, config) if base is not None else None
         head_targets = head_model.affected(changed=changed, previous=base_model)
         if base_model is not None:
             base_targets = base_model.affected(changed=changed, previous=head_model)
             keys = {t.key for t in head_targets} | {t.key for t in base_targets}
             head_targets = [t for t in head_model.targets if t.key in keys]
             base_targets = [t for t in base_model.targets if t.key in keys]
-    head_side = check_repository(head, config, targets=head_targets, changed=changed, kustomize=kustomize, cache=cache,
-                                 deadline=deadline)
+    head_side = check_repository(head_model, config, targets=head_targets, changed=changed, kustomize=kustomize,
+                                 cache=cache, deadline=deadline)
     findings = head_side.findings
-    if base is not None:
-        base_side = check_repository(base, config, targets=base_targets, changed=changed, kustomize=kustomize,
+    if base_model is not None:
+        base_side = check_repository(base_model, config, targets=base_targets, changed=changed, kustomize=kustomize,
                                      cache=cache, deadline=deadline)
         findings = compare(findings, base_side.findings)
-        relocate_removed(findings, head_side, base_side)
+        with_base(findings, head_side, base_side)
     if scope and scope != ".":
         findings = [f for f in findings if in_scope(f.origin.file, scope) or in_scope(f.target, scope)]
-    return make_report(head_side, filter_envs(findings, envs, config), kustomize)
+    notes += coverage_notes(head_model, head_side.rendered)
+    report = make_report(head_side, filter_envs(findings, envs, config), kustomize, notes=notes)
+    report.readers = readers(head_model, head_side.rendered)
+    return report
+
+
+def readers(model: RepoModel, rendered: list[Rendered]) -> dict[str, frozenset[str]]:
+    """Each input file of the rendered targets, with the environments that read it."""
+    out: dict[str, set[str]] = {}
+    for r in rendered:
+        for rel in model.inputs(r.target).files:
+            out.setdefault(rel, set()).add(r.target.environment or DEFAULT_ENVIRONMENT)
+    return {rel: frozenset(envs) for rel, envs in out.items()}
+
+
+def check_plain_sides(head: Path, base: Path | None, environment: str, config: Config, root: Path | None = None,
+                      notes: list[str] | None = None, strict: bool = True) -> Report:
+    """Plain manifests on both sides, compared. `strict` (a check someone asked for): NothingToCheck
+    when the head holds none, or is a file that is not a Kubernetes manifest."""
+    head_side = check_plain(head, environment, config, root)
+    if strict and head.is_file() and not head_side.statuses:
+        raise NothingToCheck(f"{head} is not a Kubernetes manifest (YAML with apiVersion and kind): give a manifest, "
+                             f"a folder of manifests or a repository")
+    if strict and not head_side.statuses and not head_side.findings:
+        raise NothingToCheck(f"{head} holds nothing to check: no kustomization, Flux object or Kubernetes manifest "
+                             f"(give a repository, an overlay or a folder of manifests)")
+    if not head_side.statuses and not head_side.findings:
+        notes = [*(notes or []), "Nothing to check here: no kustomization, Flux object or Kubernetes manifest."]
+    base_side = check_plain(base, environment, config, root) if base and base.exists() else None
+    findings = compare(head_side.findings, base_side.findings) if base_side else head_side.findings
+    return make_report(head_side, findings, None, notes=notes)
