@@ -23,6 +23,14 @@ looks like a setting that works. Defaults come from `rules/policy.yaml` and the 
     fail_on: new                             # new | all
     comments: added                          # added | diff | none
     forbid_suppression: [hardcoded-secret]
+    fetch:                                   # remote kustomize resources (and charts), through one fetcher
+      enabled: true                          # false: nothing is fetched (the CLI's --offline)
+      allow: ["http://charts.internal/"]     # URL prefixes that may be http:// and on private addresses
+    flux:
+      no_remote_bases: false                 # the kustomize-controller runs with --no-remote-bases
+    third_party: ["vendor/**"]               # manifests that are not the team's own (vendored, generated)
+    creators:                                # objects that create others the repository never writes
+      - {kind: EventListener, group: triggers.tekton.dev, creates: {kind: Service, name: "el-{name}"}}
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from typing import Any
 
 from bot.model import SEVERITIES, type_name
 
-TOP_KEYS = ("environments", "rules", "policy", "ignore", "fail_on", "comments", "forbid_suppression")
+TOP_KEYS = ("environments", "rules", "policy", "ignore", "fail_on", "comments", "forbid_suppression", "fetch",
+            "flux", "third_party", "creators")
 FAIL_ON = ("new", "all")
 COMMENT_MODES = ("added", "diff", "none")
 OFF = "off"
@@ -55,6 +64,18 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Creator:
+    """An object kind that makes another object the repository never writes down (a Tekton
+    EventListener creates the Service `el-<name>`): `name` is a template over the creator's `{name}`,
+    `{namespace}` and `{spec.some.field}` values."""
+
+    kind: str
+    group: str | None
+    creates_kind: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Config:
     aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     env_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -65,6 +86,16 @@ class Config:
     fail_on: str = "new"
     comments: str = "added"
     forbid_suppression: frozenset[str] = frozenset()
+    fetch_enabled: bool = True
+    fetch_allow: tuple[str, ...] = ()
+    no_remote_bases: bool = False
+    third_party: tuple[str, ...] = ()
+    creators: tuple[Creator, ...] = ()
+
+    def is_third_party(self, path: str | None) -> bool:
+        """Whether the repository's `third_party` globs name `path` (vendored or generated manifests
+        that are not the team's own)."""
+        return path is not None and any(_glob(g).fullmatch(path) for g in self.third_party)
 
     @classmethod
     def default(cls) -> Config:
@@ -306,6 +337,8 @@ def parse_config(text: str | None) -> Config:
     for rid in forbid:
         if rid not in known:
             raise ConfigError(f"forbid_suppression: {rid!r} is not a rule id")
+    fetch = _mapping(raw.get("fetch"), "fetch", ("enabled", "allow"))
+    flux = _mapping(raw.get("flux"), "flux", ("no_remote_bases",))
     return Config(
         aliases=aliases,
         env_paths=env_paths,
@@ -316,7 +349,38 @@ def parse_config(text: str | None) -> Config:
         fail_on=_choice(raw.get("fail_on", "new"), "fail_on", FAIL_ON),
         comments=_choice(raw.get("comments", "added"), "comments", COMMENT_MODES),
         forbid_suppression=frozenset(forbid),
+        fetch_enabled=_boolean(fetch.get("enabled", True), "fetch.enabled"),
+        fetch_allow=_strings(fetch.get("allow"), "fetch.allow"),
+        no_remote_bases=_boolean(flux.get("no_remote_bases", False), "flux.no_remote_bases"),
+        third_party=_strings(raw.get("third_party"), "third_party"),
+        creators=_creators(raw.get("creators")),
     )
+
+
+def _boolean(value: Any, loc: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{loc}: must be true or false, not {type_name(value)}")
+    return value
+
+
+def _creators(raw: Any) -> tuple[Creator, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"creators: must be a list of {{kind, group, creates: {{kind, name}}}}, not {type_name(raw)}")
+    out = []
+    for i, entry in enumerate(raw):
+        loc = f"creators[{i}]"
+        entry = _mapping(entry, loc, ("kind", "group", "creates"))
+        creates = _mapping(entry.get("creates"), f"{loc}.creates", ("kind", "name"))
+        for key, value in (("kind", entry.get("kind")), ("creates.kind", creates.get("kind")),
+                           ("creates.name", creates.get("name"))):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{loc}.{key}: must be a non-empty string")
+        if entry.get("group") is not None and not isinstance(entry.get("group"), str):
+            raise ConfigError(f"{loc}.group: must be a string (the API group, '' for the core group)")
+        out.append(Creator(entry["kind"], entry.get("group"), creates["kind"], creates["name"]))
+    return tuple(out)
 
 
 def _merge(base: Any, over: Any) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from bot.config import Config, ConfigError, effective_policy, normalise_env, parse_config
+from bot.config import Config, ConfigError, Creator, effective_policy, normalise_env, parse_config
 from rules import get_rule
 
 FULL = """
@@ -122,3 +124,21 @@ def test_errors_name_the_key(text, message):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         Config.default().fail_on = "all"  # type: ignore[misc]
+
+
+def test_fetch_flux_third_party_and_creators_are_read_strictly():
+    config = parse_config(
+        "fetch: {enabled: false, allow: ['http://charts.internal/']}\nflux: {no_remote_bases: true}\n"
+        "third_party: [vendor/**]\n"
+        "creators:\n- {kind: EventListener, group: triggers.tekton.dev, creates: {kind: Service, name: 'el-{name}'}}\n")
+    assert (config.fetch_enabled, config.fetch_allow, config.no_remote_bases) == (False, ("http://charts.internal/",), True)
+    assert config.is_third_party("vendor/cert-manager/crds.yaml") and not config.is_third_party("apps/a.yaml")
+    assert config.creators == (Creator("EventListener", "triggers.tekton.dev", "Service", "el-{name}"),)
+    defaults = Config.default()
+    assert defaults.fetch_enabled and not defaults.no_remote_bases and defaults.creators == ()
+    for text, says in [("fetch: {enabled: maybe}", "fetch.enabled: must be true or false"),
+                       ("fetch: {alow: []}", "fetch.alow: unknown key"),
+                       ("creators: [{kind: X}]", "creators[0].creates.kind: must be a non-empty string"),
+                       ("flux: {no_remote_bases: 1}", "flux.no_remote_bases: must be true or false")]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            parse_config(text)
