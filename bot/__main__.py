@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--flux", action="store_true", help="apply the Flux Kustomization(s) pointing at DIR")
     b.add_argument("--origins", action="store_true", help="show the source file:line of every value")
     b.add_argument("--config", type=Path, help="config file (default: .github/infra-review.yml in the repository)")
+    b.add_argument("--offline", action="store_true", help="fetch nothing: a remote resource is left out (and said)")
     b.set_defaults(func=_build)
 
     from bot.cli import check, demo, review, serve

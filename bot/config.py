@@ -136,6 +136,11 @@ def normalise_env(name: str, config: Config | None = None) -> str:
     return aliases.get(low, low)
 
 
+def glob_matches(pattern: str, path: str) -> bool:
+    """`**` spans directories, `*` and `?` stay within one; a trailing `/` means everything below."""
+    return _glob(pattern).fullmatch(path) is not None
+
+
 @cache
 def _glob(pattern: str) -> re.Pattern[str]:
     """`**` spans directories, `*` and `?` stay within one; a trailing `/` means everything below."""
@@ -252,9 +257,9 @@ def _check_like(value: Any, default: Any, loc: str) -> None:
             isinstance(default, float) or isinstance(value, int))
     if not ok:
         raise ConfigError(f"{loc}: must be {type_name(default)}, not {type_name(value)}")
-    if isinstance(value, list) and default:
+    if isinstance(value, list):  # every list parameter is a list of strings when its default is empty
         for i, item in enumerate(value):
-            _check_like(item, default[0], f"{loc}[{i}]")
+            _check_like(item, default[0] if default else "", f"{loc}[{i}]")
 
 
 def _parse_policy(raw: Any, aliases: dict[str, str]) -> dict[str, Any]:

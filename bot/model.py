@@ -6,6 +6,8 @@ A leaf module: no I/O, imports nothing from the project. Vocabulary follows Kust
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import re
@@ -138,6 +140,15 @@ def get_path(obj: Any, path: str | tuple[Segment, ...]) -> Any:
     return cur
 
 
+def secret_data(value: str) -> str | None:
+    """A Secret `data` value decoded (base64; the line breaks kustomize wraps long values with are
+    ignored), None when it is not base64."""
+    try:
+        return base64.b64decode("".join(value.split()), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+
+
 def as_dict(value: Any) -> dict[Any, Any]:
     """`value` when it is a mapping, else an empty one: YAML from a repository may hold any type."""
     return value if isinstance(value, dict) else {}
@@ -161,8 +172,9 @@ class Origin:
 
     `via` says which mechanism set it: `manifest`, `patch` (strategic merge), `json6902`,
     `kustomization` (a field such as images/replicas/namespace), `generator`, `flux`
-    (a Flux Kustomization field or postBuild substitution) or `enclosing` (the field is absent
-    and this is the nearest enclosing object that defines it).
+    (a Flux Kustomization field or postBuild substitution), `remote` (content fetched for a remote
+    `resources:` entry, located at that entry) or `enclosing` (the field is absent and this is where
+    adding it fixes it).
     """
 
     file: str | None

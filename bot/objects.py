@@ -88,3 +88,7 @@ class EnvContext:
     repo: Any = None
     read_lines: Callable[[str], list[str]] = field(default=lambda _f: [], repr=False)
     changed_files: frozenset[str] | None = None  # None: every file counts as changed
+    # Objects from vendored or generated files (rules.thirdparty): the team's workload rules skip them.
+    third_party: frozenset[ResourceId] = frozenset()
+    # The repository's `creators:` (bot.config.Creator): objects that create others, beyond rules.creators.
+    creators: tuple[Any, ...] = ()

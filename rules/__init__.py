@@ -43,6 +43,7 @@ CATALOGUE_ORDER = (
     "direct-apply",
     "flux-config",
     "build-error",
+    "remote-unchecked",
     "probe-port",
     "service-selector",
     "route-backend",
@@ -113,7 +114,7 @@ def run_env_rules(ctx: EnvContext, config: Config | None = None, deadline: Deadl
         overridden = config.has_severity_override(rule.id, ctx.environment)
         effective = replace(rule, params={**rule.params, **config.params_for(rule.id)})
         for f in check(ctx, effective):
-            if config.is_ignored(f.origin.file):
+            if config.is_ignored(f.origin.file) or (rule.own_workloads and f.resource in ctx.third_party):
                 continue
             if overridden:
                 f.severity = severity

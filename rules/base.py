@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.model import Finding, Suggestion, format_path, parse_path
+from bot.model import SEVERITIES, Finding, Suggestion, format_path, parse_path
 from bot.objects import EnvContext, RenderedObject
 
 # Values that are placeholders for a secret kept elsewhere (Flux/kustomize substitution, 1Password,
@@ -45,6 +45,9 @@ class Rule:
     # A suggestion for a new finding taken from the base revision (the tag the image had there):
     # (finding, object now, object on the base, lines of the finding's file now) -> Suggestion.
     from_base: FromBase | None = None
+    # Judges the team's own workloads (labels, defaults, replicas, probes, resources): objects from
+    # vendored or generated files are not judged (rules.thirdparty). Security rules leave this off.
+    own_workloads: bool = False
 
     def severity_for(self, environment: str | None) -> str | None:
         """Default severity in an environment; an environment the table does not name is judged
@@ -206,6 +209,14 @@ def finding(
     )
 
 
+def at_most(rule: Rule, ctx: EnvContext, cap: str) -> str:
+    """The rule's default severity in the context's environment, lowered to `cap` where it is stronger
+    (what the repository cannot show, e.g. an object managed elsewhere, is never more than a warning).
+    A repository's own severity for the rule still replaces it (rules.run_env_rules)."""
+    default = rule.severity_for(ctx.environment) or "notice"
+    return max(default, cap, key=SEVERITIES.index)
+
+
 def env_policy(ctx: EnvContext) -> dict[str, Any]:
     """The environment-table row of the context's environment (production's row if unnamed)."""
     table = ctx.policy.get("environments") or {}
@@ -249,10 +260,11 @@ def only_this_environment(ctx: EnvContext, file: str | None) -> bool:
 
 def replace_scalar_line(ctx: EnvContext, obj: RenderedObject, path: str, new_value: str) -> Suggestion | None:
     """Suggest `key: new_value` for the single source line that set the scalar at `path` (this
-    environment's value: only in a file no other environment reads)."""
+    environment's value: only in a file no other environment reads). A kustomization field is
+    rewritten only where its line holds the same key (a label map's `key: value`)."""
     origin = obj.origin(path)
     where = origin.span()
-    if origin.via not in ("manifest", "patch") or where is None or where[2] != where[1]:
+    if origin.via not in ("manifest", "patch", "kustomization") or where is None or where[2] != where[1]:
         return None
     file, line, _ = where
     if not only_this_environment(ctx, file):

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bot.model import Finding, Suggestion, Target
+from bot.model import Finding, Suggestion, Target, as_dict
 from bot.repo.environments import DEFAULT_ALIASES, env_from_path
 from bot.yamlpos import YamlError
 from rules.base import Rule, per_env
@@ -37,6 +37,9 @@ RULE = Rule(
         "commented-out lines are not flagged; `--dry-run=none` is a real apply.",
         "(b) production is named by the line (`--context prod-eu`, `overlays/production`), the file's path, "
         "or a setting in the file such as a workflow's `environment: production`.",
+        "(b) a CI job or script that creates its own throwaway cluster (`kind create cluster`, `k3d cluster "
+        "create`, `minikube start`, `helm/kind-action`, `helm/chart-testing-action`, …) applies to that cluster, "
+        "not to one Flux manages: its commands are not findings (judged per job in a CI workflow).",
     ),
 )
 
@@ -59,6 +62,10 @@ PRODUCTION = re.compile(r"(?i)(?<![a-z0-9])(?<!non-)(?<!non_)(?:prod|production|
 # `key: value` lines of a script or workflow; possessive, so a long line costs linear time.
 SETTING = re.compile(r"(?m)^[ \t]*+(?:-[ \t]*+)?([\w-]++)[ \t]*+[:=][ \t]*+[\"']?([\w./-]*+)")
 TARGET_KEY = re.compile(r"(?i)environment|context|cluster")
+THROWAWAY_CLUSTER = re.compile(
+    r"\b(?:kind\s+create\s+cluster|k3d\s+cluster\s+create|minikube\s+start|ctlptl\s+create\s+cluster)\b"
+    r"|uses:\s*['\"]?(?:helm/kind-action|helm/chart-testing-action|AbsaOSS/k3d-action|medyagh/setup-minikube|"
+    r"engineerd/setup-kind|nolar/setup-k3d-k3s|container-tools/kind-action)@", re.IGNORECASE)
 PRODUCTION_WORD = re.compile(r"(?i)(?<![a-z0-9])(?:prod|production|prd)(?![a-z])")
 
 
@@ -140,6 +147,29 @@ def _named_environment(text: str, scope: RepoScope) -> str | None:
     return None
 
 
+def jobs(scope: RepoScope, rel: str, lines: list[str]) -> list[tuple[int, int]]:
+    """The line spans of a CI file's jobs (GitHub, Forgejo and Gitea `jobs:`; GitLab's top-level
+    keys), or the whole file for a script."""
+    whole = [(1, len(lines))]
+    if not rel.endswith((".yml", ".yaml")) or posixpath.basename(rel).startswith("Taskfile"):
+        return whole
+    try:
+        docs = scope.model.tree.docs(rel)
+    except YamlError:
+        return whole
+    data = as_dict(docs[0].data) if len(docs) == 1 else {}
+    base: tuple[str, ...] = ("jobs",) if isinstance(data.get("jobs"), dict) else ()
+    block = as_dict(data.get("jobs")) if base else data
+    spans = [docs[0].spans.get((*base, key)) for key, job in block.items() if isinstance(job, dict)]
+    return [s for s in spans if s] or whole
+
+
+def throwaway(lines: list[str]) -> bool:
+    """Whether these lines create the cluster they then apply to (kind, k3d, minikube, and the
+    actions that wrap them): that cluster lives for the job, it is not one Flux manages."""
+    return any(THROWAWAY_CLUSTER.search(line) for line in lines)
+
+
 def script_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     for rel in scope.model.tree.files:
         if not is_script_or_ci(rel) or not scope.is_changed(rel) or scope.config.is_ignored(rel):
@@ -147,17 +177,21 @@ def script_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
         lines = scope.model.tree.lines(rel)
         file_env = "production" if (PRODUCTION.search(rel) or targets_production("\n".join(lines))) \
             else None
+        scratch = [(a, b) for a, b in jobs(scope, rel, lines) if throwaway(lines[a - 1:b])]
         seen: Counter[str] = Counter()
         for cmd in mutating_commands(lines):
+            if any(a <= cmd.line <= b for a, b in scratch):
+                continue
             seen[cmd.text] += 1
-            named = _named_environment(cmd.text, scope)
+            named = _named_environment(cmd.text, scope) or scope.environment(rel, fallback=False)
             production = named == "production" or file_env == "production"
             environment = "production" if production else (named or scope.environment(rel))
             severity = scope.severity(rule, environment, "error" if production else "warning")
             if severity is None:
                 continue
+            # Production is claimed only where the line, the file or its path names it.
             reason = ("it targets production" if production else
-                      f"it runs {where(environment)}" if environment else "it changes whichever cluster the "
+                      f"it runs {where(named)}" if named else "it changes whichever cluster the "
                       "runner's kubeconfig points at")
             yield repo_finding(
                 rule,

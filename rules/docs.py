@@ -24,8 +24,13 @@ GENERAL = f"""\
 ## How rules are applied
 
 - Rules run on **rendered** objects (what Flux would apply), once per environment, and each finding is
-  mapped to the source file and line that set the value; for a missing field, the line of the nearest
-  enclosing object (a container's `- name:` line, the resource's `metadata.name`).
+  mapped to the source file and line that set the value. A missing field is located where adding it
+  fixes it: where the pull request or a patch removed it, else at its deepest existing ancestor (the
+  base's container, unless only an overlay has the block the field belongs in).
+- **Third-party objects** — from files that declare themselves generated (`DO NOT EDIT`, `Code
+  generated`), Flux's own install (`flux-system/gotk-components.yaml`), `vendor/` and `third_party/`
+  folders, or the repository's `third_party:` globs — are not judged by the rules for the team's own
+  workloads (marked below); the security rules still apply. The summary says how many there were.
 - **Workloads** are Deployment, StatefulSet, DaemonSet, ReplicaSet (group `apps`, or the legacy
   `extensions`), Job, CronJob (`batch`) and Pod (core). A kind only counts with its real API group:
   `apiVersion: v1` + `kind: Deployment` is not a Deployment (the API server rejects it), and OpenShift's
@@ -43,7 +48,8 @@ GENERAL = f"""\
   environment; `off` disables), `rules.<id>.params` (the parameters listed per rule), `policy:` (overrides
   the table and lists below: mappings merge, lists replace), `environments.aliases`/`paths`, `ignore`
   (globs; findings located in matching files are dropped), `fail_on: new|all`, `comments: added|diff|none`,
-  `forbid_suppression`. Any unknown key is an error naming the key.
+  `forbid_suppression`, `third_party` (globs), `creators`, `fetch` (`enabled`, `allow`),
+  `flux.no_remote_bases`. Any unknown key is an error naming the key.
 """
 
 
@@ -86,6 +92,7 @@ def _rule_section(rule: Rule) -> list[str]:
         "",
         f"- Severity (production / staging / development): {sev}",
         f"- Scope: {'rendered objects, per environment' if rule.scope == 'env' else 'repository (files, Flux objects, builds)'}",
+        *(["- Judges the team's own workloads: third-party objects are skipped"] if rule.own_workloads else []),
         "",
         f"**Why it matters.** {rule.rationale}",
         "",

@@ -26,7 +26,9 @@ VERBOSE = ("trace", "debug")
 
 def _replica_findings(ctx: EnvContext, rule: Rule, minimum: int) -> Iterator[Finding]:
     for obj in ctx.objects:
-        if sr.is_hpa(obj) and sr.hpa_target(obj):
+        if sr.is_hpa(obj) and sr.hpa_target(obj) and sr.scales_to_zero(obj):
+            value, field, what = sr.max_replicas(obj), "spec.maxReplicas", "maxReplicas (it scales to zero by design)"
+        elif sr.is_hpa(obj) and sr.hpa_target(obj):
             value, field, what = sr.min_replicas(obj), "spec.minReplicas", "minReplicas"
         elif sr.is_scaled_workload(obj) and not sr.hpas_for(ctx.objects, obj):
             value, field, what = sr.replicas(obj), "spec.replicas", "replicas"
@@ -47,7 +49,8 @@ def _replica_findings(ctx: EnvContext, rule: Rule, minimum: int) -> Iterator[Fin
 
 
 def _resource_findings(ctx: EnvContext, rule: Rule, row: dict[str, Any]) -> Iterator[Finding]:
-    for pod in workloads(ctx.objects):
+    """The table sizes the environment's services: a Job or CronJob is sized for its task."""
+    for pod in workloads(ctx.objects, long_running=True):
         for c in containers(pod, init=False):
             resources = c.data.get("resources")
             if not isinstance(resources, dict):
@@ -137,13 +140,15 @@ RULE = Rule(
     severity=per_env("warning", "warning", "notice"),
     params={"log_level_keys": ["LOG_LEVEL"]},
     check=check,
+    own_workloads=True,
     edge_cases=(
         "Replicas of Deployments/StatefulSets below the environment minimum, not repeated where "
         "single-replica fires (production, fewer than 2). For an HPA-targeted workload the HPA's "
         "`minReplicas` is the count judged, and the finding goes on the HPA.",
         "requests/limits cpu/memory below the table, compared as Kubernetes quantities (`100m`, `0.5`, "
         "`128Mi`, `1Gi`, `1G`, `1e3`, plain numbers). A missing value is not 'below': missing-resources "
-        "reports it. Unparseable quantities are skipped. Init containers are not compared.",
+        "reports it. Unparseable quantities are skipped. Init containers are not compared, nor Jobs and "
+        "CronJobs: the table sizes long-running services, a job is sized for its task.",
         "`LOG_LEVEL` of `debug` or `trace` (case-insensitive; ConfigMap data including generator literals, "
         "container env literals) where the table's log level is not verbose (staging, production).",
     ),

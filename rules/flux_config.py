@@ -9,6 +9,7 @@ from bot.model import Finding, FluxRef, ResourceId, Suggestion
 from bot.repo.discover import BOOTSTRAP_SOURCE
 from bot.yamlpos import YamlDoc
 from rules.base import Rule, all_envs
+from rules.creators import repo_created, table_lines
 from rules.repo_checks import (
     RepoScope,
     flux_docs,
@@ -44,7 +45,14 @@ RULE = Rule(
         "explicit `wait: false`, a recorded decision (56 such Kustomizations in onedr0p/home-ops) rather than "
         "an omission.",
         "Warning: a `sourceRef`/`chartRef` naming a source kind and name that no file of the repository "
-        "defines (it may exist only in the cluster); the bootstrap GitRepository `flux-system` is exempt.",
+        "defines or creates, said as \"not defined in this repository\" (it may exist only in the cluster); the "
+        "bootstrap GitRepository `flux-system` is exempt.",
+        "Objects that something in the repository creates count as defined here and in `route-backend` and "
+        "`service-selector` (rules/creators.py): "
+        + "; ".join(table_lines())
+        + ". `creators:` in .github/infra-review.yml adds entries (`{kind, group, creates: {kind, name}}`, the "
+        "name a template over the creator's `{name}`, `{namespace}` and `{spec.field}`), created in the "
+        "creator's namespace.",
         "Error: a field of the wrong type for Flux's API (`postBuild.substitute` values and image tags are "
         "strings: an unquoted `3` or `1.25` is a number), since the API server then rejects the whole object; "
         "the rest of the object is still checked without that field.",
@@ -56,13 +64,16 @@ SOURCE_KINDS = frozenset({"GitRepository", "OCIRepository", "HelmRepository", "B
 
 
 def defined_sources(scope: RepoScope) -> set[tuple[str, str]]:
-    """(kind, name) of every source object the repository defines, ExternalArtifacts included."""
+    """(kind, name) of every source object the repository defines, ExternalArtifacts included, and of
+    those its objects create (a FluxInstance's sync source; rules.creators, with `creators:`)."""
     out = {(ref.kind, ref.name) for ref in scope.model.flux_objects if ref.kind in SOURCE_KINDS}
     for ref in scope.model.flux_objects:
         if ref.kind == "ArtifactGenerator":
             for art in ref.spec.get("artifacts") or []:
                 if isinstance(art, dict) and art.get("name"):
                     out.add(("ExternalArtifact", str(art["name"])))
+    out |= {(kind, name) for kind, _ns, name in repo_created(scope.model, scope.config.creators)
+            if kind in SOURCE_KINDS}
     return out
 
 
@@ -108,10 +119,12 @@ def _source_ref_finding(emit: _Emit, field: str, source: Any, defined: set[tuple
         return None
     return emit(
         "warning", f"{field}.name",
-        f"its source {kind} `{name}` is not defined anywhere in this repository, so unless something outside "
-        f"git creates it the object stays not-ready with \"{kind.lower()} '{name}' not found\".",
-        f"Add the {kind} `{name}` to the repository (next to the objects that use it), or point the reference "
-        f"at a source that exists.",
+        f"its source {kind} `{name}` is not defined in this repository (it may be managed elsewhere; if not, the "
+        f"object stays not-ready with \"{kind.lower()} '{name}' not found\").",
+        f"If another repository or an operator creates the {kind} `{name}`, nothing is wrong: declare the kind "
+        f"that creates it under `creators:` in .github/infra-review.yml, or annotate this object with "
+        f"`infra-review.io/ignore`. Otherwise add the {kind} to the repository (next to the objects that use "
+        f"it), or point the reference at a source that exists.",
     )
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
-from bot.model import Finding, ResourceId
+from bot.model import Finding, ResourceId, as_dict, secret_data
 from bot.objects import EnvContext, RenderedObject
 from rules.base import (
     SECRET_REFERENCE,
@@ -100,11 +98,9 @@ def _secret_object_values(data: dict[str, Any]) -> Iterator[str]:
         for raw in values.values() if isinstance(values, dict) else ():
             value = "" if raw is None else str(raw)
             yield value
-            if section == "data":
-                try:
-                    yield base64.b64decode(value, validate=True).decode("utf-8", "replace")
-                except (binascii.Error, ValueError):
-                    pass
+            decoded = secret_data(value) if section == "data" else None
+            if decoded is not None:
+                yield decoded
 
 
 def _generator_sources(data: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
@@ -178,39 +174,82 @@ def redact(text: str, values: Iterable[str], policy: dict[str, Any]) -> str:
     return text
 
 
-def _secret_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Iterator[Finding]:
-    generated = obj.origin("").via == "generator"
-    plain: list[str] = []
-    encrypted = 0
+_KEY_VALUE_LINE = re.compile(r"^[ \t-]*+([\w.-]++)[ \t]*+[:=][ \t]*+(.*)$")
+
+
+def content_problem(name: str, text: str, policy: dict[str, Any]) -> str | None:
+    """Why a named value is a credential: the name/literal test for one line; for a file (a Helm
+    values file a generator packs, an env file), a credential shape anywhere or a `key: value` /
+    `KEY=value` line that the name/literal test flags. None when nothing in it is a credential."""
+    if "\n" not in text.strip():
+        return _literal_problem(name, text, policy)
+    shape = credential_shape(text, policy)
+    if shape:
+        return f"it holds a {shape}"
+    for number, line in enumerate(text.splitlines(), 1):
+        m = _KEY_VALUE_LINE.match(line)
+        why = _literal_problem(m.group(1), m.group(2).strip().strip("'\""), policy) if m else None
+        if why:
+            return f"line {number} ({m.group(1) if m else ''}): {why}"
+    return None
+
+
+def _plain_values(obj: RenderedObject) -> Iterator[tuple[str, str, str]]:
+    """(section, key, value as written: `data` decoded) of a Secret's values that are neither empty,
+    references to a secret kept elsewhere, nor SOPS-encrypted."""
     for section in ("stringData", "data"):
         values = obj.obj.get(section)
-        if not isinstance(values, dict):
-            continue
-        for key, raw in values.items():
+        for key, raw in values.items() if isinstance(values, dict) else ():
             value = "" if raw is None else str(raw)
-            if not value.strip() or SECRET_REFERENCE.match(value):
+            if not value.strip() or SECRET_REFERENCE.match(value) or is_encrypted(value):
                 continue
-            if is_encrypted(value):
-                encrypted += 1
-                continue
-            shown = value
-            if section == "data":
-                try:
-                    shown = base64.b64decode(value, validate=True).decode("utf-8", "replace")
-                except (binascii.Error, ValueError):
-                    shown = value
-            plain.append(key)
-            source = "a secretGenerator" if generated else "the manifest"
-            yield finding(
-                rule,
-                ctx,
-                obj,
-                key_path(section, str(key)),
-                f"{obj.id}: {section} key {key!r} is stored in clear text in {source} "
-                f"({describe_value(shown)}), not SOPS-encrypted (`ENC[AES256_GCM,...]`). Anyone who can "
-                f"read the repository can read it, in every environment and forever in git history.",
-            )
-    if encrypted and not plain and not generated and not isinstance(obj.obj.get("sops"), dict):
+            decoded = secret_data(value) if section == "data" else None
+            yield section, str(key), value if decoded is None else decoded
+
+
+def _encrypted_values(obj: RenderedObject) -> int:
+    return sum(1 for section in ("stringData", "data") for raw in as_dict(obj.obj.get(section)).values()
+               if raw is not None and is_encrypted(str(raw)))
+
+
+def _secret_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Iterator[Finding]:
+    """A credential in clear text is an error at its key; a Secret whose clear-text values hold none
+    (a username, a database name, a Helm values file) is one warning: it is still not encrypted."""
+    generated = obj.origin("").via == "generator"
+    source = "a secretGenerator" if generated else "the manifest"
+    plain = list(_plain_values(obj))
+    credentials = 0
+    for section, key, value in plain:
+        why = content_problem(key, value, ctx.policy)
+        if why is None:
+            continue
+        credentials += 1
+        yield finding(
+            rule,
+            ctx,
+            obj,
+            key_path(section, key),
+            f"{obj.id}: {section} key {key!r} holds a credential in clear text in {source} ({why}; "
+            f"{describe_value(value)}), not SOPS-encrypted (`ENC[AES256_GCM,...]`). Anyone who can read "
+            f"the repository can read it, in every environment and forever in git history.",
+        )
+    if plain and not credentials:
+        keys = ", ".join(repr(key) for _, key, _ in plain[:5]) + (" …" if len(plain) > 5 else "")
+        yield finding(
+            rule,
+            ctx,
+            obj,
+            "data",
+            f"{obj.id} is not encrypted: {len(plain)} value{'s' if len(plain) > 1 else ''} ({keys}) "
+            f"{'are' if len(plain) > 1 else 'is'} in clear text in {source}. None looks like a credential, "
+            f"but a Secret in git is expected to be SOPS-encrypted, and what is in it today may not be "
+            f"harmless tomorrow.",
+            remediation="Encrypt the Secret with SOPS (`sops -e -i <file>`), or keep values that are not "
+            "secret in a ConfigMap.",
+            locate_path="",
+            severity="warning",
+        )
+    if _encrypted_values(obj) and not plain and not generated and not isinstance(obj.obj.get("sops"), dict):
         yield finding(
             rule,
             ctx,
@@ -332,8 +371,14 @@ RULE = Rule(
         "a Secret from a source file must also carry a top-level `sops:` block.",
         "Secrets and ConfigMaps in YAML files that no target renders are judged too (environment from "
         "their path), since the repository discloses them all the same.",
+        "A clear-text Secret value is an error only when it is a credential: its key names a secret "
+        "(`password`, `token`, …) or its value has a credential's shape; a file a generator packs (a Helm "
+        "values file for `valuesFrom`, an env file) is a credential when a line of it is. `${VAR}` and "
+        "other placeholders are templates.",
+        "A Secret whose clear-text values hold no credential (a username, a database name) is one "
+        "warning for the object: not encrypted.",
         "A generated Secret (`secretGenerator` literals, files or envs) has no `sops:` block and is judged "
-        "on its values only, so every non-empty generated value is a finding.",
+        "on its values only.",
         "Container and init-container `env` literals are flagged when the name contains a sensitive "
         "pattern (case-insensitive substring; `-` and `.` read as `_`) or the value is credential-shaped.",
         "`valueFrom` (`secretKeyRef`, `configMapKeyRef`) and `envFrom` are the recommended pattern and "

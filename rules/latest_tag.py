@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bot.model import Finding, Suggestion, split_image
+from bot.model import Finding, Suggestion, as_dict, split_image
 from bot.objects import EnvContext, RenderedObject
 from rules.base import Rule, containers, finding, is_kind, key_path, per_env, workloads
 
+COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 
-def floating(image: str, forbidden: list[str]) -> str | None:
-    """Why `image` floats (`no tag`, `tag latest`), or None when it is pinned."""
+
+def floating(image: str, forbidden: Sequence[str], pinned: Sequence[str] = ()) -> str | None:
+    """Why `image` floats, or None when it is pinned: a digest, a tag that carries a version (a digit:
+    `1.25`, `1.25-alpine`, `20241101`, `v2`), a commit SHA, or one of the `pinned` tags. Anything
+    else (`alpine`, `stable`, `main`, `edge`, `lts`) moves when its publisher pushes."""
     _name, tag, digest = split_image(image.strip())  # a registry port is not a tag
     if digest:
         return None
     if not tag:
         return "has no tag (so it means `latest`)"
-    if tag.lower() in {t.lower() for t in forbidden}:
+    low = tag.lower()
+    if low in {t.lower() for t in forbidden}:
         return f"uses the moving tag {tag!r}"
-    return None
+    if low in {t.lower() for t in pinned} or re.search(r"\d", tag) or COMMIT.match(low):
+        return None
+    return f"uses the floating tag {tag!r}, which names no version"
 
 
 def _helm_values(values: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -40,19 +47,18 @@ def _helm_values(values: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _helm_values(item, f"{path}[{i}]")
 
 
-def _helmrelease(ctx: EnvContext, rule: Rule, obj: RenderedObject, forbidden: list[str]) -> Iterator[Finding]:
-    for path, tag in _helm_values(
-        obj.obj.get("spec", {}).get("values") if isinstance(obj.obj.get("spec"), dict) else None,
-        "spec.values",
-    ):
-        if tag.strip().lower() in {t.lower() for t in forbidden}:
+def _helmrelease(ctx: EnvContext, rule: Rule, obj: RenderedObject, forbidden: list[str],
+                 pinned: list[str]) -> Iterator[Finding]:
+    for path, tag in _helm_values(as_dict(obj.obj.get("spec")).get("values"), "spec.values"):
+        why = floating(f"image:{tag.strip()}", forbidden, pinned) if tag.strip() else None
+        if why:
             yield finding(
                 rule,
                 ctx,
                 obj,
                 path,
-                f"{obj.id} sets the image tag {path} to {tag!r}, which moves: the release "
-                f"changes without a commit and a rollback returns whatever the tag points at now.",
+                f"{obj.id} sets the image tag {path} to {tag!r}: it {why.removeprefix('uses ')}, so the "
+                f"release changes without a commit and a rollback returns whatever the tag points at now.",
             )
 
 
@@ -81,12 +87,13 @@ def tag_from_base(f: Finding, now: RenderedObject, was: RenderedObject, lines: l
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     forbidden = list(rule.params.get("forbidden_tags", ["latest"]))
+    pinned = list(rule.params.get("pinned_tags", []))
     for pod in workloads(ctx.objects):
         for c in containers(pod):
             image = c.data.get("image")
             if not isinstance(image, str) or not image.strip():
                 continue
-            why = floating(image, forbidden)
+            why = floating(image, forbidden, pinned)
             if why:
                 yield finding(
                     rule,
@@ -100,7 +107,7 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 )
     for obj in ctx.objects:
         if is_kind(obj, "HelmRelease", "helm.toolkit.fluxcd.io"):
-            yield from _helmrelease(ctx, rule, obj, forbidden)
+            yield from _helmrelease(ctx, rule, obj, forbidden, pinned)
 
 
 RULE = Rule(
@@ -114,7 +121,7 @@ RULE = Rule(
     remediation="Pin the image to a version tag (`app:1.4.2`) or a digest (`app@sha256:...`), e.g. with "
     "kustomize `images:` in the overlay.",
     severity=per_env("error", "warning", "notice"),
-    params={"forbidden_tags": ["latest"]},
+    params={"forbidden_tags": ["latest"], "pinned_tags": []},
     check=check,
     from_base=tag_from_base,
     edge_cases=(
@@ -122,8 +129,11 @@ RULE = Rule(
         "A registry with a port (`registry:5000/app`) is not a tag: that image has no tag and is flagged; "
         "`registry:5000/app:1.2` passes.",
         "Any digest (`@sha256:...`) passes, even with a tag and even if the digest looks short.",
+        "A tag is pinned when it carries a version (a digit: `1.25`, `1.25-alpine`, `20241101`, `v2`) or is a "
+        "commit SHA; any other tag (`alpine`, `stable`, `main`, `edge`, `lts`) floats. `pinned_tags` lists tags "
+        "a team publishes immutably without a digit; `forbidden_tags` are named as moving tags.",
         "HelmRelease `spec.values`: a `tag` under a key ending in `image` (`image.tag`, `sidecarImage.tag`), "
-        "or a string `...image: repo:tag`, equal to a forbidden tag. A missing tag there is the chart's "
+        "or a string `...image: repo:tag`, judged the same way. A missing tag there is the chart's "
         "appVersion and passes.",
     ),
 )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from bot.model import Finding
 from bot.objects import EnvContext
-from rules.base import Rule, all_envs, finding, key_path
+from rules.base import Rule, all_envs, finding, key_path, replace_scalar_line
 
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -80,6 +80,8 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 f"{obj.id}: {INSTANCE} {instance!r} does not end in -{ctx.environment}, so "
                 f"instances of the same app in different environments cannot be told apart.",
                 remediation=f"Set `{INSTANCE}: <name>-{ctx.environment}` in the overlay.",
+                suggestion=replace_scalar_line(ctx, obj, key_path("metadata.labels", INSTANCE),
+                                               f"{instance}-{ctx.environment}"),
                 severity="warning",
             )
 
@@ -96,6 +98,7 @@ RULE = Rule(
     "`instance: <name>-<environment>` (kustomize `labels:` in the overlay sets them everywhere).",
     severity=all_envs("error"),
     check=check,
+    own_workloads=True,
     edge_cases=(
         "Flux toolkit objects (`*.toolkit.fluxcd.io`: GitRepository, Kustomization, HelmRelease...) are "
         "exempt: they configure reconciliation rather than run an application, and `flux bootstrap` writes "

@@ -48,6 +48,7 @@ RULE = Rule(
     severity=per_env("error", "error", "warning"),
     params={"required": list(PROBES)},
     check=check,
+    own_workloads=True,
     edge_cases=(
         "Only long-running workloads: Deployment, StatefulSet, DaemonSet, ReplicaSet, Pod. Jobs and "
         "CronJobs are exempt.",

@@ -24,17 +24,48 @@ KEYS = ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory")
 
 
 def missing_keys(container: dict[str, Any]) -> list[str]:
-    """Which of the four keys are absent; a non-mapping `resources`/`requests`/`limits` counts as absent."""
+    """Which of the four keys are absent; a non-mapping `resources`/`requests`/`limits` counts as absent.
+
+    A request left out where its limit is set is not missing: Kubernetes sets the request to the limit
+    (requests default to limits). A `requests:` that is there but not a mapping (a list) still counts: the
+    API server rejects it, so nothing is implied."""
     resources = container.get("resources")
     resources = resources if isinstance(resources, dict) else {}
-    out = []
-    for key in KEYS:
+
+    def has(key: str) -> bool:
         part, res = key.split(".")
         block = resources.get(part)
         value = block.get(res) if isinstance(block, dict) else None
-        if value is None or value == "":
-            out.append(key)
+        return value is not None and value != ""
+
+    requests = resources.get("requests")
+    malformed = requests is not None and not isinstance(requests, dict)
+    out = []
+    for key in KEYS:
+        part, res = key.split(".")
+        if has(key) or (part == "requests" and not malformed and has(f"limits.{res}")):
+            continue
+        out.append(key)
     return out
+
+
+def consequences(missing: list[str]) -> str:
+    """What the missing keys mean, in Kubernetes' terms."""
+    out = []
+    bare = [res for res in ("cpu", "memory") if f"requests.{res}" in missing and f"limits.{res}" in missing]
+    if bare:
+        what = " and ".join(bare)
+        out.append(f"with neither a request nor a limit for {what}, the scheduler reserves no {what} for it (it can "
+                    f"be placed on a node that has none to spare) and nothing caps what it uses")
+    uncapped = [res for res in ("cpu", "memory") if f"limits.{res}" in missing and res not in bare]
+    if uncapped:
+        what = " and ".join(uncapped)
+        out.append(f"with a request but no limit for {what}, one pod can take all the {what} its node has spare "
+                   f"and starve its neighbours")
+    malformed = [res for res in ("cpu", "memory") if f"requests.{res}" in missing and res not in bare]
+    if malformed:
+        out.append("`resources.requests` is not a mapping, so the API server rejects the object")
+    return "; ".join(out)
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -120,8 +151,7 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 ctx,
                 pod.obj,
                 f"{c.path}.resources",
-                f"{what} {c.name!r} of {pod.obj.id} does not set {', '.join(missing)}. Without requests the "
-                f"scheduler packs pods blindly; without limits one pod can starve its node "
+                f"{what} {c.name!r} of {pod.obj.id} does not set {', '.join(missing)}: {consequences(missing)} "
                 f"({ctx.environment}).",
                 container=c.name,
                 suggestion=suggest(ctx, c),
@@ -144,11 +174,15 @@ RULE = Rule(
     ),
     severity=all_envs("error"),
     check=check,
+    own_workloads=True,
     edge_cases=(
         "One finding per container and per init container, naming the missing keys, located where the first "
         "missing key belongs: where it was removed, else at its deepest existing ancestor (a `resources:` "
         "block only an overlay has), else at the container in the document that introduces it.",
-        "`resources: {}`, limits only or requests only count as missing.",
+        "A limit without its request is complete: Kubernetes sets the missing request to the limit, so limits "
+        "only (`limits: {cpu, memory}`) is not reported, and a request is reported missing only where its limit "
+        "is too. `resources: {}` and requests only (no limits) count as missing; the message says what each "
+        "gap does (no reservation and no cap, or no cap).",
         "A `requests:`/`limits:` that is not a mapping (e.g. a list) counts as missing.",
         "Jobs and CronJobs are not exempt.",
         "The suggestion inserts the environment's default block where the container has no `resources` "

@@ -1,4 +1,4 @@
-"""probe-port: a probe must point at a port its container declares."""
+"""probe-port: a probe that names its port must name one its container declares."""
 
 from __future__ import annotations
 
@@ -24,10 +24,18 @@ def declared_ports(container: dict[str, Any]) -> tuple[set[int], set[str]]:
     return numbers, names
 
 
+def port_reference(value: Any) -> Any:
+    """A probe's or a Service's port as a number or a name: a string of digits is read as the number
+    (the kubelet parses a probe's so before looking a name up); anything else is returned as is."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     for pod in workloads(ctx.objects):
         for c in containers(pod):
-            numbers, names = declared_ports(c.data)
+            names = declared_ports(c.data)[1]
             for probe in PROBES:
                 body = c.data.get(probe)
                 if not isinstance(body, dict):
@@ -36,38 +44,42 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                     spec = body.get(handler)
                     if not isinstance(spec, dict) or "port" not in spec:
                         continue
-                    port = spec["port"]
-                    if isinstance(port, str) and port.isdigit():
-                        port = int(port)
-                    if port in (numbers if isinstance(port, int) else names):
+                    port = port_reference(spec["port"])
+                    # A number is probed whether or not the container declares it; a name must resolve.
+                    if not isinstance(port, str) or port in names:
                         continue
-                    declared = ", ".join([str(n) for n in sorted(numbers)] + sorted(names)) or "none"
+                    declared = ", ".join(sorted(names)) or "none"
                     yield finding(
                         rule,
                         ctx,
                         pod.obj,
                         f"{c.path}.{probe}.{handler}.port",
-                        f"The {probe} of container {c.name!r} in {pod.obj.id} checks port {port!r}, which "
-                        f"the container does not declare (declared: {declared}). A probe on the wrong port "
-                        f"fails for ever: restarts (liveness) or no traffic (readiness).",
-                        remediation="Point the probe at a declared `ports[].containerPort` or port name, or declare "
-                        "the port the application listens on.",
+                        f"The {probe} of container {c.name!r} in {pod.obj.id} checks the port named {port!r}, "
+                        f"which the container does not declare (declared port names: {declared}). The kubelet "
+                        f"cannot resolve the name, so the probe fails for ever: restarts (liveness) or no "
+                        f"traffic (readiness).",
+                        remediation="Use a port name the container declares (`ports[].name`), the port number the "
+                        "application listens on, or declare the named port on the container.",
                         container=c.name,
                     )
 
 
 RULE = Rule(
     id="probe-port",
-    title="Probe on a port the container does not declare",
-    rationale="A probe aimed at an undeclared port (a typo, a renamed port, a changed listen port) fails "
-    "as soon as it is deployed: restart loops or pods that never get traffic, in every environment.",
-    remediation="Make the probe's `port` a declared container port number or port name.",
+    title="Probe on a named port the container does not declare",
+    rationale="A probe's port given by name resolves only through the container's `ports[].name`; a name the "
+    "container does not declare (a typo, a renamed port) makes the probe fail as soon as it is deployed: "
+    "restart loops or pods that never get traffic, in every environment. A port given as a number is probed "
+    "whether or not the container declares it, so it is not judged.",
+    remediation="Make the probe's named `port` a declared container port name, or use the port number.",
     severity=all_envs("error"),
     check=check,
     edge_cases=(
         "liveness, readiness and startup probes with `httpGet`, `tcpSocket` or `grpc` handlers; `exec` has no port.",
-        "A numeric port must equal a `containerPort`; a named port must equal a `ports[].name` (a string of "
-        "digits is read as a number).",
-        "A container that declares no ports fails every port probe (the spec asks for a declared port).",
+        "A numeric port (or a string of digits, which the kubelet reads as a number) is never flagged: "
+        "Kubernetes probes that port of the pod whether or not the container lists it in `ports` (an "
+        "earlier version of this rule required numbers to be declared too, and so reported probes that work).",
+        "A named port must equal a `ports[].name` of the same container; a container that declares no ports "
+        "fails every named probe.",
     ),
 )

@@ -34,13 +34,15 @@ class RepoScope:
     changed_files: frozenset[str] | None = None
     environment_by_path: EnvResolver | None = None
 
-    def environment(self, path: str, flux: FluxRef | None = None) -> str | None:
+    def environment(self, path: str, flux: FluxRef | None = None, fallback: bool = True) -> str | None:
         """Environment of a repository path: the caller's mapping, the config's `environments.paths`,
-        then `clusters/<env>/` / `overlays/<env>/` (normalised through the aliases)."""
+        then `clusters/<env>/` / `overlays/<env>/` (normalised through the aliases), then, unless
+        `fallback` is off, the repository's default environment."""
         from bot.config import normalise_env
 
         env = self.environment_by_path(path) if self.environment_by_path else None
-        env = env or self.config.env_for_path(path) or self.model.environment_of(path, flux)
+        env = env or self.config.env_for_path(path) or (
+            self.model.environment_of(path, flux) if fallback else self.model.named_environment(path, flux))
         return normalise_env(env, self.config) if env else None
 
     def severity(self, rule: Rule, environment: str | None, intrinsic: str | None = None) -> str | None:

@@ -46,3 +46,10 @@ def map_selects(selector: Any, labels: dict[str, Any]) -> bool:
     if not isinstance(selector, dict) or not selector:
         return False
     return all(str(labels.get(k)) == str(v) and k in labels for k, v in selector.items())
+
+
+def pairs_on_no_template(selector: dict[str, Any], templates: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The `key=value` pairs of a map selector that none of the pod-template label sets carries: labels
+    only something outside the templates can give a pod (a controller at run time, another repository)."""
+    carried = {(str(k), str(v)) for labels in templates for k, v in labels.items()}
+    return [(str(k), str(v)) for k, v in selector.items() if (str(k), str(v)) not in carried]

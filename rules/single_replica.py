@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from bot.model import Finding
+from bot.model import Finding, as_dict
 from bot.objects import EnvContext, RenderedObject
 from rules.base import Rule, env_policy, finding, is_kind, per_env, replace_scalar_line
 
@@ -52,6 +52,20 @@ def min_replicas(hpa: RenderedObject) -> int:
     return count(spec.get("minReplicas") if isinstance(spec, dict) else None)
 
 
+def max_replicas(hpa: RenderedObject) -> int:
+    spec = hpa.obj.get("spec")
+    return count(spec.get("maxReplicas") if isinstance(spec, dict) else None)
+
+
+def scales_to_zero(hpa: RenderedObject) -> bool:
+    """`minReplicas: 0` with only Object or External metrics: Kubernetes' scale-to-zero (the
+    HPAScaleToZero feature gate accepts nothing else), a design choice rather than a missing value."""
+    spec = as_dict(hpa.obj.get("spec"))
+    metrics = spec.get("metrics")
+    return (spec.get("minReplicas") == 0 and isinstance(metrics, list) and bool(metrics)
+            and all(isinstance(m, dict) and m.get("type") in ("Object", "External") for m in metrics))
+
+
 def fires(ctx: EnvContext, value: int) -> bool:
     """Whether this rule reports a replica count in ctx's environment (by its default severity)."""
     return RULE.severity_for(ctx.environment) is not None and value < RULE.params["min_replicas"]
@@ -65,7 +79,22 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     least = int(rule.params.get("min_replicas", MIN_REPLICAS))
     target = target_count(ctx, rule)
     for obj in ctx.objects:
-        if is_hpa(obj) and hpa_target(obj) and min_replicas(obj) < least:
+        if is_hpa(obj) and hpa_target(obj) and scales_to_zero(obj):
+            if max_replicas(obj) < least:
+                kind, name = hpa_target(obj) or ("", "")
+                yield finding(
+                    rule,
+                    ctx,
+                    obj,
+                    "spec.maxReplicas",
+                    f"{obj.id} scales {kind} {name} to zero on its metric by design, but never above "
+                    f"{max_replicas(obj)} pod: whenever it runs in {ctx.environment}, one node drain or crash "
+                    f"is an outage.",
+                    remediation=f"Raise `spec.maxReplicas` to at least {target} and give the metric a target that "
+                    f"asks for {least} pods while the workload is active; `minReplicas: 0` can stay.",
+                    suggestion=replace_scalar_line(ctx, obj, "spec.maxReplicas", str(target)),
+                )
+        elif is_hpa(obj) and hpa_target(obj) and min_replicas(obj) < least:
             kind, name = hpa_target(obj) or ("", "")
             unset = "minReplicas" not in (obj.obj.get("spec") or {})
             yield finding(
@@ -105,12 +134,15 @@ RULE = Rule(
     severity=per_env("error", None, None),
     params={"min_replicas": MIN_REPLICAS},
     check=check,
+    own_workloads=True,
     edge_cases=(
         "Deployments and StatefulSets (apps group); `replicas` unset counts as 1.",
         "If an HPA in the same namespace targets the workload, the workload's own `replicas` is ignored and "
         "the HPA's `minReplicas` (unset = 1) must be >= 2; the finding goes on the HPA.",
         "An HPA targeting a Deployment/StatefulSet is judged on its `minReplicas` even when its target is "
         "not rendered in the same environment.",
+        "An HPA that scales to zero by design (`minReplicas: 0` with only Object or External metrics, the "
+        "HPAScaleToZero feature) is judged on its `maxReplicas` instead: the pods it runs while active.",
         "The suggestion replaces the `replicas:`/`minReplicas:` line with the environment's minimum when that "
         "value comes from a manifest or patch line.",
     ),

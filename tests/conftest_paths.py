@@ -24,6 +24,8 @@ OPENAPI = FIXTURES / "github" / "openapi-subset.json"
 WEBHOOK_EXAMPLES = FIXTURES / "github" / "webhooks" / "examples"
 SARIF_SCHEMA = FIXTURES / "sarif" / "sarif-schema-2.1.0.json"
 PODINFO = FIXTURES / "podinfo" / "kustomize"
+# Our verdicts that changed since ../shared/peer-fixtures/EXPECTED.tsv was written, each with its reason.
+PEER_VERDICTS = FIXTURES / "peer-verdicts.tsv"
 
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "kustomize" / "conformance"

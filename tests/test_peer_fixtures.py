@@ -1,16 +1,18 @@
 """Our rules on other linters' test manifests: every row of peer-fixtures/EXPECTED.tsv must agree.
 
 Each fixture file is checked on its own as the complete rendered `production` environment
-(see ../shared/peer-fixtures/README.md).
+(see ../shared/peer-fixtures/README.md). Where a later issue changed a verdict (issue 9: requests
+default to limits), tests/fixtures/peer-verdicts.tsv replaces that row, with the reason.
 """
 
 from __future__ import annotations
 
 import csv
 from functools import cache
+from pathlib import Path
 
 import pytest
-from conftest_paths import PEER_FIXTURES, needs
+from conftest_paths import PEER_FIXTURES, PEER_VERDICTS, needs
 
 from bot.config import Config, effective_policy
 from bot.model import Finding
@@ -23,14 +25,27 @@ pytestmark = needs(PEER_FIXTURES, "other linters' fixtures (peer-fixtures)")
 ENV_RULES = {r.id for r in all_rules() if r.scope == "env"}
 
 
-def _rows() -> list[dict[str, str]]:
-    if not (FIXTURES / "EXPECTED.tsv").exists():
+def _table(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
         return []
-    with open(FIXTURES / "EXPECTED.tsv", newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-ROWS = _rows()
+def _key(row: dict[str, str]) -> tuple[str, ...]:
+    return row["file"], row["kind"], row["name"], row["rule"]
+
+
+REVISED = {_key(row): row for row in _table(PEER_VERDICTS)}
+ORIGINAL = _table(FIXTURES / "EXPECTED.tsv")
+ROWS = [REVISED.get(_key(row), row) for row in ORIGINAL]
+
+
+def test_every_revised_verdict_replaces_a_row_and_changes_it():
+    originals = {_key(row): row for row in ORIGINAL}
+    for key, row in REVISED.items():
+        assert key in originals, f"{key}: no such row in EXPECTED.tsv"
+        assert originals[key]["expected"] != row["expected"] and row["why"], key
 
 
 @cache

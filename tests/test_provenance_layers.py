@@ -129,6 +129,44 @@ FILES = {
           behavior: merge
           literals:
           - MODE=prod
+        labels:
+        - pairs:
+            tier: web
+        transformers:
+        - labels.yaml
+        - |-
+          apiVersion: builtin
+          kind: PatchTransformer
+          metadata:
+            name: deadline
+          patch: |-
+            - op: add
+              path: /spec/progressDeadlineSeconds
+              value: 120
+          target:
+            kind: Deployment
+        """,
+    "overlays/production/labels.yaml": """\
+        apiVersion: builtin
+        kind: LabelTransformer
+        metadata:
+          name: labels
+        labels:
+          app.kubernetes.io/instance: app-production
+          tier: frontend
+        fieldSpecs:
+        - path: metadata/labels
+          create: true
+        ---
+        apiVersion: builtin
+        kind: AnnotationsTransformer
+        metadata:
+          name: owner
+        annotations:
+          owner: team-shop
+        fieldSpecs:
+        - path: metadata/annotations
+          create: true
         """,
     "overlays/production/patch-deployment.yaml": """\
         apiVersion: apps/v1
@@ -274,6 +312,13 @@ PRESENT = [
     ("an image Flux's images do not name", ("Deployment", "app"), f"{CONTAINERS}[exporter].image",
      (DEPLOY, line(DEPLOY, "image: ghcr.io/x/helper-exporter:0.1"))),
     ("generated kustomization", ("ConfigMap", "plain"), "data.greeting", ("plain/cm.yaml", 6)),
+    ("LabelTransformer under transformers", ("Deployment", "app"), 'metadata.labels["app.kubernetes.io/instance"]',
+     ("overlays/production/labels.yaml", line("overlays/production/labels.yaml", "instance: app-production"))),
+    ("a transformer runs after the kustomization's labels", ("Deployment", "app"), "metadata.labels.tier",
+     ("overlays/production/labels.yaml", line("overlays/production/labels.yaml", "tier: frontend"))),
+    ("AnnotationsTransformer", ("Deployment", "app"), "metadata.annotations.owner",
+     ("overlays/production/labels.yaml", line("overlays/production/labels.yaml", "owner: team-shop"))),
+    ("inline PatchTransformer", ("Deployment", "app"), "spec.progressDeadlineSeconds", (OVERLAY, line(OVERLAY, "value: 120"))),
 ]
 
 ABSENT = [

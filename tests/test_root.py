@@ -9,26 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from trees import run_bot, write
+from trees import flux_kustomization, run_bot, write
 
 from bot.repo.tree import choose_root
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: value\n"
-FLUX = """\
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: {name}
-  namespace: flux-system
-spec:
-  interval: 10m
-  path: {path}
-  prune: true
-  wait: true
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-"""
 
 
 
@@ -45,8 +30,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def gitops(root: Path) -> Path:
     """A small Flux repository: two clusters' Kustomizations, the overlays they apply, a base."""
     return write(root, {
-        "clusters/production/apps.yaml": FLUX.format(name="apps", path="./apps/production"),
-        "clusters/staging/apps.yaml": FLUX.format(name="apps", path="./apps/staging"),
+        "clusters/production/apps.yaml": flux_kustomization("./apps/production", "apps"),
+        "clusters/staging/apps.yaml": flux_kustomization("./apps/staging", "apps"),
         "apps/production/kustomization.yaml": "resources:\n- ../base\n",
         "apps/staging/kustomization.yaml": "resources:\n- ../base\n",
         "apps/base/kustomization.yaml": "resources:\n- cm.yaml\n",
@@ -124,9 +109,9 @@ def test_a_tie_keeps_the_work_tree_unless_it_ignores_the_folder(tmp_path):
 
 def test_when_no_flux_path_resolves_one_finding_says_the_root_looks_wrong(tmp_path):
     repo = write(tmp_path / "repo", {
-        "clusters/production/apps.yaml": FLUX.format(name="apps", path="./gitops/apps/production"),
-        "clusters/production/infra.yaml": FLUX.format(name="infra", path="./gitops/infrastructure"),
-        "clusters/staging/apps.yaml": FLUX.format(name="apps", path="./gitops/apps/staging"),
+        "clusters/production/apps.yaml": flux_kustomization("./gitops/apps/production", "apps"),
+        "clusters/production/infra.yaml": flux_kustomization("./gitops/infrastructure", "infra"),
+        "clusters/staging/apps.yaml": flux_kustomization("./gitops/apps/staging", "apps"),
         "overlays/production/kustomization.yaml": "resources:\n- cm.yaml\n",
         "overlays/production/cm.yaml": CONFIGMAP.format(name="cm"),
     })
@@ -145,7 +130,7 @@ def test_when_no_flux_path_resolves_one_finding_says_the_root_looks_wrong(tmp_pa
 
 def test_one_missing_path_among_resolving_ones_is_its_own_finding(tmp_path):
     repo = gitops(tmp_path / "repo")
-    write(repo, {"clusters/staging/infra.yaml": FLUX.format(name="infra", path="./infrastructure")})
+    write(repo, {"clusters/staging/infra.yaml": flux_kustomization("./infrastructure", "infra")})
     git(repo, "init", "-q")
     doc = json.loads(cli("check", str(repo), "--format", "json", cwd=tmp_path).stdout)
     [missing] = [f for f in doc["findings"] if f["rule"] == "flux-config" and f["field"] == "spec.path"]
@@ -154,8 +139,8 @@ def test_one_missing_path_among_resolving_ones_is_its_own_finding(tmp_path):
 
 def test_nothing_to_check_because_no_flux_path_resolves_says_the_root_looks_wrong(tmp_path):
     repo = write(tmp_path / "repo", {
-        "clusters/production/apps.yaml": FLUX.format(name="apps", path="./gitops/apps"),
-        "clusters/production/infra.yaml": FLUX.format(name="infra", path="./gitops/infra"),
+        "clusters/production/apps.yaml": flux_kustomization("./gitops/apps", "apps"),
+        "clusters/production/infra.yaml": flux_kustomization("./gitops/infra", "infra"),
     })
     git(repo, "init", "-q")
     res = cli("check", str(repo), cwd=tmp_path)

@@ -135,8 +135,9 @@ def test_missing_labels_on_any_kind_located_at_labels(tmp_path):
 @pytest.mark.parametrize(
     ("probe", "flagged"),
     [("httpGet: {port: 8080}", False), ("httpGet: {port: http}", False), ("tcpSocket: {port: '8080'}", False),
-     ("httpGet: {port: 9090}", True), ("tcpSocket: {port: metrics}", True), ("grpc: {port: 9000}", True),
-     ("exec: {command: [true]}", False)],
+     # a number is probed whether or not the container declares it (issue 9); only a name must resolve
+     ("httpGet: {port: 9090}", False), ("tcpSocket: {port: metrics}", True), ("grpc: {port: 9000}", False),
+     ("httpGet: {port: metrics}", True), ("exec: {command: [true]}", False)],
 )  # fmt: skip
 def test_probe_port(tmp_path, probe, flagged):
     text = workload() + f"          readinessProbe: {{{probe}}}\n"
@@ -167,8 +168,9 @@ spec:
     [
         ("shop", "{app: api}", "      targetPort: http", None),
         ("shop", "{app: api, tier: web}", "      targetPort: 8080", None),
-        ("shop", "{app: api}", "      targetPort: 9999", "spec.ports[web].targetPort"),
-        ("shop", "{app: api}", "", "spec.ports[web].targetPort"),  # defaults to port 80
+        ("shop", "{app: api}", "      targetPort: 9999", None),  # a number reaches the pod, declared or not
+        ("shop", "{app: api}", "", None),  # defaults to port 80, a number
+        ("shop", "{app: api}", "      targetPort: metrics", "spec.ports[web].targetPort"),  # a name must resolve
         ("shop", "{app: nope}", "      targetPort: http", "spec.selector"),
         ("other", "{app: api}", "      targetPort: http", "spec.selector"),
     ],

@@ -35,13 +35,26 @@ def test_plain_secret_is_flagged_per_key_and_never_echoed(tmp_path):
           empty: ""
         """,
     )
-    assert sorted(f.field for f in found) == ["data.other", "stringData.password"]
-    assert {f.origin.line for f in found} == {5, 7}
-    for f in found:
-        text = finding_text(f)
-        assert SECRET_VALUE not in text and B64 not in text and B64[:8] not in text
-        assert f"{len(SECRET_VALUE)} characters" in text or f"{len(B64)} characters" in text
-        assert f.severity == "error"
+    # Only the credential is an error at its key; `other` holds nothing a credential test flags.
+    (f,) = found
+    assert (f.field, f.origin.line, f.severity) == ("stringData.password", 5, "error")
+    text = finding_text(f)
+    assert SECRET_VALUE not in text and B64 not in text and B64[:8] not in text
+    assert f"{len(SECRET_VALUE)} characters" in text
+
+
+def test_a_clear_text_secret_without_credentials_is_one_warning_not_an_error_per_key(tmp_path):
+    found = secret_findings(tmp_path, """
+        apiVersion: v1
+        kind: Secret
+        metadata: {name: db}
+        stringData:
+          username: app
+          database: orders
+        """)
+    (f,) = found
+    assert (f.field, f.severity, f.origin.line) == ("data", "warning", 3)
+    assert "is not encrypted: 2 values ('username', 'database')" in f.message and "orders" not in f.message
 
 
 def test_sops_encrypted_secret_passes_only_with_its_sops_block(tmp_path):
@@ -61,7 +74,7 @@ def test_sops_encrypted_secret_passes_only_with_its_sops_block(tmp_path):
     assert [f.field for f in missing] == ["sops"]
     assert not secret_findings(tmp_path, body + "sops:\n  age: []\n  version: 3.8.1\n")
     partly = body.replace("key: ENC", "plain: bm9wZQ==\n  key: ENC") + "sops: {version: 3.8.1}\n"
-    assert [f.field for f in secret_findings(tmp_path, partly)] == ["data.plain"]
+    assert [(f.field, f.severity) for f in secret_findings(tmp_path, partly)] == [("data", "warning")]
 
 
 def test_generated_secret_is_judged_on_values_only(tmp_path):
@@ -73,7 +86,7 @@ def test_generated_secret_is_judged_on_values_only(tmp_path):
     obj.locate = lambda p: plain_locate(p).__class__(**{**plain_locate(p).__dict__, "via": "generator"})
     rule = get_rule("hardcoded-secret")
     (f,) = rule.check(ctx, rule)
-    assert "secretGenerator" in f.message and f.field == "data.a"
+    assert "secretGenerator" in f.message and f.field == "data" and f.severity == "warning"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,8 @@ spec:
     [
         ("", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"], "- name: api"),
         ("  resources: {}", ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"], "resources: {}"),
-        ("  resources:\n    limits: {cpu: 1, memory: 1Gi}", ["requests.cpu", "requests.memory"], "resources:"),
+        ("  resources:\n    limits: {cpu: 1, memory: 1Gi}", [], None),  # requests default to the limits
+        ("  resources:\n    limits: {memory: 1Gi}", ["requests.cpu", "limits.cpu"], "resources:"),
         (
             "  resources:\n    requests: [cpu, memory]\n    limits: {cpu: 1, memory: 1Gi}",
             ["requests.cpu", "requests.memory"],
@@ -224,6 +225,47 @@ def test_replicas_in_production(tmp_path, replicas, hpa_min, single_on, env_on):
         f for f in of_rule(found, "env-defaults") if f.field in ("spec.replicas", "spec.minReplicas")
     ]
     assert [f.resource.kind for f in replica_env] == ([env_on] if env_on else [])
+
+
+ZERO_SCALER = """
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: web}}
+spec:
+  minReplicas: 0
+  maxReplicas: {max}
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  metrics:
+  - type: {metric}
+    external:
+      metric: {{name: probe_success}}
+      target: {{type: Value, value: "1"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("metric", "max_replicas", "env", "expected"),
+    [
+        # home-ops' zeroscaler component: scale to zero while a dependency is down, one pod otherwise
+        ("External", 1, "production", [("single-replica", "spec.maxReplicas")]),
+        ("External", 3, "production", []),
+        ("Object", 2, "staging", []),
+        ("External", 1, "staging", [("env-defaults", "spec.maxReplicas")]),
+        # minReplicas 0 on a CPU metric is no scale-to-zero (the API refuses it): judged on minReplicas
+        ("Resource", 3, "production", [("single-replica", "spec.minReplicas")]),
+    ],
+)
+def test_scale_to_zero_hpa_is_judged_on_the_pods_it_runs(tmp_path, metric, max_replicas, env, expected):
+    text = deployment("- name: a\n  image: a:1") + ZERO_SCALER.format(max=max_replicas, metric=metric)
+    found = [f for f in run_env_rules(env_from_yaml(tmp_path, text, env))
+             if f.rule in ("single-replica", "env-defaults") and "replicas" in f.field.lower()]
+    assert [(f.rule, f.field) for f in found] == expected
+    for f in found:
+        assert f.resource.kind == "HorizontalPodAutoscaler"
+        if f.field == "spec.maxReplicas":
+            assert "scales to zero by design" in f.message or "to zero on its metric by design" in f.message
+            assert f.suggestion is not None and f.suggestion.text.strip().startswith("maxReplicas: ")
 
 
 def test_replica_suggestions_replace_the_line(tmp_path):

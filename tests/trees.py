@@ -20,6 +20,26 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def flux_kustomization(path: str, name: str = "apps", source: str = "GitRepository/flux-system") -> str:
+    """A Flux Kustomization (flux-system namespace, `wait: true`) syncing `path` from `source`."""
+    kind, _, source_name = source.partition("/")
+    return textwrap.dedent(f"""\
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata:
+          name: {name}
+          namespace: flux-system
+        spec:
+          interval: 10m
+          path: {path}
+          prune: true
+          wait: true
+          sourceRef:
+            kind: {kind}
+            name: {source_name}
+        """)
+
+
 def run_bot(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
     """`infra-review ARGS` in a child process with a bare environment (no HOME, a minimal PATH) and the

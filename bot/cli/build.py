@@ -9,12 +9,14 @@ repository of its own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from bot.config import Config
+from bot.fetch import FetchSettings
 from bot.model import Target
 from bot.render.build import Rendered, Renderer
 from bot.render.kustomize import RendererMissing
@@ -81,6 +83,16 @@ def repository(directory: Path, explicit_root: Path | None, config_file: Path | 
     return make_model(root, config), rel
 
 
+def fetch_settings(args: argparse.Namespace, root: Path) -> FetchSettings:
+    """What may be fetched for remote entries: the repository's `fetch:` settings, off with --offline;
+    `flux.no_remote_bases` only with --flux (without it the build is plain `kustomize build`)."""
+    from bot.cli.check import load_config
+
+    config = load_config(getattr(args, "config", None), root)
+    settings = FetchSettings.from_config(config, offline=getattr(args, "offline", False))
+    return settings if args.flux else dataclasses.replace(settings, no_remote_bases=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from bot.cli.check import UsageError
 
@@ -95,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     root = model.tree.root
     try:
-        renderer = Renderer(model)
+        renderer = Renderer(model, fetch=fetch_settings(args, root))
+    except UsageError as exc:
+        print(f"infra-review build: {exc}", file=sys.stderr)
+        return 2
     except RendererMissing as exc:
         print(f"infra-review build: {exc}", file=sys.stderr)
         return 2
@@ -111,8 +126,11 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for i, target in enumerate(targets):
         rendered = Renderer.render(renderer, target)
-        if not rendered.ok:
-            print(f"Error: {rendered.error}", file=sys.stderr)
+        for u in rendered.unfetched:
+            print(f"note: {u.file}:{u.line}: remote `{u.via or u.value}` was not fetched and is left out: {u.reason}",
+                  file=sys.stderr)
+        if not rendered.ok or rendered.unbuilt:
+            print(f"Error: {rendered.error or rendered.unbuilt}", file=sys.stderr)
             status = 1
             continue
         if len(targets) > 1:

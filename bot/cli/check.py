@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tarfile
 import tempfile
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                 config = load_config(args.config, path)
             else:
                 head, scope = root, rel
+        if getattr(args, "offline", False):
+            config = dataclasses.replace(config, fetch_enabled=False)
         with tempfile.TemporaryDirectory(prefix="infra-review-base-") as tmp:
             base = None
             if args.base:
@@ -143,4 +146,6 @@ def add_parser(sub) -> None:
     c.add_argument("--fail-on", choices=("new", "all"), help="exit 1 on new errors (default) or on any error")
     c.add_argument("--root", type=Path, help="the repository root Flux paths are relative to (default: PATH or "
                                              "its git work tree, whichever more of the Flux paths resolve from)")
+    c.add_argument("--offline", action="store_true", help="fetch nothing: remote resources are reported as not "
+                                                          "checked (same as `fetch: {enabled: false}`)")
     c.set_defaults(func=run)

@@ -1,22 +1,34 @@
-"""Render targets: scratch copy → (Flux generate) → kustomize build → strip → (Flux post-build).
+"""Render targets: scratch copy → (fetch remote entries) → (Flux generate) → kustomize build → strip →
+(Flux post-build).
 
 The steps and their order follow the Flux kustomize-controller (generate → build → substitute).
-Results are cached by the content hash of the target's inputs, so an unchanged target is never
-rebuilt, and targets are rendered in parallel up to the core count. The disk cache is bounded in
-size and age.
+Results are cached by the content hash of the target's inputs (and of what was fetched for it), so an
+unchanged target is never rebuilt, and targets are rendered in parallel up to the core count. The
+disk cache is bounded in size and age.
+
+A Flux target (with Flux emulation on) is built as the kustomize-controller builds it: with
+Kustomize's load restrictions off (`--load-restrictor LoadRestrictionsNone`), since Flux confines a
+build to the source's root, not to the kustomization's folder, so an overlay may read a patch or a
+generator file from a sibling folder. That is safe here: the scratch copy holds only repository
+files the dependency graph names, and the graph refuses every path leaving the repository. Any other
+target (an overlay no Flux Kustomization reaches, `infra-review build` without `--flux`) keeps plain
+`kustomize build` semantics. The two modes have distinct cache keys.
+
+Remote entries (URLs, repository references) are fetched when the renderer is given FetchSettings
+(bot.fetch.resources); a renderer given none refuses them as a build error, as before there was a
+fetcher.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
-import stat
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +37,9 @@ from typing import Any
 import yaml
 
 from bot.deadline import Deadline
+from bot.diskcache import BoundedFolder
+from bot.fetch import Fetcher, FetchSettings
+from bot.fetch.resources import Placed, Plan, RemoteResources, Unfetched, forbidden, legacy_refusal
 from bot.model import ResourceId, Target
 from bot.objects import RenderedObject
 from bot.render import flux
@@ -36,7 +51,7 @@ from bot.repo.kustomization import BuildError, locate_error
 from bot.repo.tree import KUSTOMIZATION_NAMES, PathEscape
 from bot.yamlpos import MAX_DEPTH, YamlDoc, YamlError, load_docs
 
-CACHE_VERSION = "3"  # 3: errors are kustomize's own sentence at a line, inputs are pre-scanned
+CACHE_VERSION = "4"  # 4: Flux targets without load restrictions, remote entries fetched
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 # YAML nodes one build may hold, after alias expansion and counting each time a file is read (a base
 # that two included folders include is built twice). Kustomize expands aliases itself, at about 1.3 KiB
@@ -46,8 +61,6 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 MAX_BUILD_NODES = 250_000
 CACHE_MAX_BYTES = int(setting("INFRA_REVIEW_CACHE_MAX_BYTES", 1024**3))
 CACHE_MAX_AGE = setting("INFRA_REVIEW_CACHE_MAX_AGE", 7 * 24 * 3600)
-PRUNE_EVERY = 600.0  # seconds; shared by every process using the directory, through a stamp file
-_STAMP = ".pruned"
 
 
 try:
@@ -74,107 +87,51 @@ class Rendered:
     cached: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # e.g. unresolved Flux variables
+    unfetched: list[Unfetched] = field(default_factory=list)  # remote entries built without (not checked)
+    # When the build failed once the unfetched entries were left out: kustomize's sentence. The target
+    # is then not an error (Flux fetches them) but unchecked, and `error` stays None.
+    unbuilt: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-class DiskCache:
-    """Raw build results keyed by input hash; a corrupt or missing entry is just a miss.
-
-    The directory stays within `max_bytes` and `max_age` (seconds): a hit refreshes an entry's mtime,
-    and a scan every PRUNE_EVERY seconds, or after a tenth of `max_bytes` was written, removes
-    entries past the age, then the least recently used until the rest fits.
-    """
+class DiskCache(BoundedFolder):
+    """Raw build results keyed by input hash, as JSON; a corrupt or missing entry is just a miss.
+    The folder is bounded by `max_bytes` and `max_age` (seconds), see bot.diskcache."""
 
     def __init__(self, directory: Path | None, max_bytes: int = CACHE_MAX_BYTES, max_age: float = CACHE_MAX_AGE):
-        self.directory = directory
-        self.max_bytes, self.max_age = max_bytes, max_age
+        super().__init__(directory, ".json", max_bytes, max_age)
         self.memory: dict[str, dict[str, Any]] = {}
-        self._written = 0
-
-    def path(self, key: str) -> Path:
-        return Path(self.directory or ".", key[:2], f"{key}.json")
 
     def get(self, key: str) -> dict[str, Any] | None:
         if key in self.memory:
             return self.memory[key]
-        if self.directory is None:
-            return None
-        path = self.path(key)
+        data = self.read(key)
         try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError):
+            value = json.loads(data) if data is not None else None
+        except ValueError:
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)
-        self.memory[key] = value
-        return value
+        if isinstance(value, dict):
+            self.memory[key] = value
+            return value
+        return None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self.memory[key] = value
-        if self.directory is None:
-            return
-        try:
-            self._write(self.path(key), json.dumps(value))
-        except OSError:
-            return
-        if self._written > self.max_bytes // 10 or self._prune_due():
-            self.prune()
-
-    def _write(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(text)
-            os.replace(tmp, path)
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._written += len(text)
-
-    def _prune_due(self) -> bool:
-        if self.directory is None:
-            return False
-        try:
-            return time.time() - (self.directory / _STAMP).stat().st_mtime > PRUNE_EVERY
-        except OSError:
-            return True
-
-    def prune(self) -> None:
-        """Remove entries older than `max_age`, then the least recently used beyond `max_bytes`.
-        Best effort: a cache problem never fails a render."""
-        if self.directory is None:
-            return
-        self._written = 0
-        try:
-            (self.directory / _STAMP).touch()
-            entries = sorted((e for sub in os.scandir(self.directory) if sub.is_dir(follow_symlinks=False)
-                              for e in _cache_files(sub.path)), reverse=True)
-        except OSError:
-            return
-        now, kept = time.time(), 0
-        for mtime, size, path in entries:
-            if now - mtime <= self.max_age and kept + size <= self.max_bytes:
-                kept += size
-            else:
-                path.unlink(missing_ok=True)
+        self.write(key, json.dumps(value).encode())
 
 
-def _cache_files(directory: str) -> Iterator[tuple[float, int, Path]]:
-    """(mtime, size, path) of the entries in one cache folder, and of temporary files a crashed write
-    left behind; a file another process removes meanwhile is skipped."""
-    for entry in os.scandir(directory):
-        if not entry.name.endswith((".json", ".tmp")):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode):
-            yield info.st_mtime, info.st_size, Path(entry.path)
+def _remote_error(message: str, error: list[Any], plan: Plan) -> list[Any]:
+    """A build error about fetched content: its scratch paths named by the entry they stand for, and
+    located at that entry when the error went through it."""
+    for placed in sorted(plan.placed, key=lambda p: -len(p.prefix)):
+        token = "/".join(placed.prefix.rsplit("/", 2)[-2:])  # `.infra-review-remote/<key>`
+        pattern = re.compile(r"[^'\s]*" + re.escape(token) + r"[^'\s]*")
+        if pattern.search(message):
+            return [pattern.sub(placed.value.replace("\\", "\\\\"), message), placed.file, placed.line]
+    return error
 
 
 class Refused(ValueError):
@@ -249,20 +206,43 @@ class Renderer:
     """Renders the targets of one repository model with one Kustomize binary."""
 
     def __init__(self, model: RepoModel, kustomize: Kustomize | None = None, cache: DiskCache | None = None,
-                 jobs: int | None = None, flux_emulation: bool = True, deadline: Deadline | None = None):
+                 jobs: int | None = None, flux_emulation: bool = True, deadline: Deadline | None = None,
+                 fetch: FetchSettings | None = None, fetcher: Fetcher | None = None):
+        """`fetch`: what may be fetched for remote entries (None: they are refused, as a build error);
+        `fetcher` (tests) replaces the one made from it, whose cache is `<cache dir>/fetch`."""
         self.model = model
         self.deadline = deadline or Deadline()
         self.kustomize = kustomize or find_kustomize()
         self.cache = cache if cache is not None else DiskCache(default_cache_dir())
         self.jobs = jobs or os.cpu_count() or 2
         self.flux_emulation = flux_emulation
+        self.fetch = fetcher.settings if fetcher is not None else fetch
+        self._fetcher = fetcher
+        self._remote: RemoteResources | None = None
+        self._remote_lock = threading.Lock()
+
+    @property
+    def remote(self) -> RemoteResources:
+        """The planner of remote entries, made on first use (most repositories have none)."""
+        with self._remote_lock:
+            if self._remote is None:
+                settings = self.fetch or FetchSettings(enabled=False)
+                fetcher = self._fetcher or Fetcher(settings, self.cache.directory / "fetch" if self.cache.directory
+                                                   else None, self.cache.max_bytes)
+                self._remote = RemoteResources(settings, fetcher)
+            return self._remote
+
+    def unrestricted(self, target: Target) -> bool:
+        """Whether `target` is built with Kustomize's load restrictions off: a Flux target, with Flux
+        emulation on (the kustomize-controller confines a build to the source, not to a folder)."""
+        return target.flux is not None and self.flux_emulation
 
     # --- inputs --------------------------------------------------------------------------
-    def _input_key(self, target: Target, files: list[str]) -> str:
+    def _input_key(self, target: Target, files: list[str], remote: str = "") -> str:
         h = hashlib.sha256()
         spec = target.flux.spec if (target.flux and self.flux_emulation) else None
-        h.update(json.dumps([CACHE_VERSION, self.kustomize.version, target.path, spec], sort_keys=True,
-                            default=str).encode())
+        h.update(json.dumps([CACHE_VERSION, self.kustomize.version, target.path, spec, self.unrestricted(target),
+                             remote], sort_keys=True, default=str).encode())
         for rel in files:
             h.update(rel.encode() + b"\0")
             try:
@@ -290,14 +270,21 @@ class Renderer:
             raise BuildError(f"`{rel}` is refused before building: {reason}", *where)
         return known  # type: ignore[return-value]
 
-    def _prescan(self, target: Target, inputs: Inputs) -> None:
+    def _prescan(self, target: Target, inputs: Inputs, remote_nodes: int = 0) -> None:
         """Our own bounded read of every file kustomize will parse, before it runs: kustomize expands
         aliases and nests without bounds (an alias bomb costs it gigabytes), so a file past a bound,
-        or inputs that would make the build hold more than MAX_BUILD_NODES, never reach it."""
+        or inputs that would make the build hold more than MAX_BUILD_NODES, never reach it. Fetched
+        files were counted when they were planned (`remote_nodes`, each counted once)."""
         tree = self.model.tree
         scanned = sorted(f for f in inputs.yaml_files() if tree.is_file(f))
         counts = {rel: self._nodes(rel, inputs) for rel in scanned}
-        total = self.model.weight(target, lambda rel: counts[rel] if rel in counts else self._nodes(rel, inputs))
+        total = remote_nodes + self.model.weight(
+            target, lambda rel: counts[rel] if rel in counts else self._nodes(rel, inputs))
+        if total > MAX_BUILD_NODES and inputs.remote and remote_nodes >= max(counts.values(), default=0):
+            first = inputs.remote[0]
+            raise BuildError(f"`{target.path}` is refused before building: its YAML inputs hold {total:,} nodes "
+                             f"(aliases expanded), over the {MAX_BUILD_NODES:,} one build may hold; {remote_nodes:,} "
+                             f"of them are in what its remote resources fetched", first.file, first.ref.line)
         if total > MAX_BUILD_NODES:
             heaviest = max(scanned, key=lambda rel: (counts[rel], rel))
             where = self.model.graph.entry(heaviest, inputs.dirs) or (heaviest, None)
@@ -306,10 +293,11 @@ class Renderer:
                 f"a file counted each time the build reads it), over the {MAX_BUILD_NODES:,} one build may hold; the "
                 f"largest is `{heaviest}` ({counts[heaviest]:,})", *where)
 
-    def _materialize(self, target: Target, files: list[str], scratch: Path) -> bool:
-        """Copy the inputs, apply Flux's kustomization edits and inject origin annotations.
-        Returns whether annotations were injected (and so must be stripped)."""
-        total = 0
+    def _materialize(self, target: Target, files: list[str], scratch: Path, plan: Plan | None = None) -> bool:
+        """Copy the inputs, place what was fetched (rewriting the entries that name it), apply Flux's
+        kustomization edits and inject origin annotations. Returns whether annotations were injected
+        (and so must be stripped)."""
+        total = plan.size if plan is not None else 0
         for rel in files:
             src = self.model.tree.abspath(rel)
             if not src.is_file():
@@ -325,6 +313,12 @@ class Renderer:
             dst = scratch / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+        if plan is not None:
+            if total > MAX_INPUT_BYTES:
+                first = plan.placed[0] if plan.placed else None
+                raise BuildError(f"inputs exceed {MAX_INPUT_BYTES // 2**20} MiB with what was fetched",
+                                 first.file if first else target.path, first.line if first else None)
+            plan.apply(scratch)
         top = scratch / target.path
         top.mkdir(parents=True, exist_ok=True)
         if target.flux is not None and self.flux_emulation:
@@ -339,29 +333,53 @@ class Renderer:
     def _entry(self, target: Target, rel: str) -> tuple[str, int] | None:
         return self.model.graph.entry(rel, self.model.inputs(target).dirs)
 
+    def _plan(self, inputs: Inputs) -> Plan | None:
+        """The remote entries' plan (None when there are none); BuildError when they are refused."""
+        if not inputs.remote:
+            return None
+        if self.fetch is None:
+            raise legacy_refusal(inputs.remote)
+        if self.fetch.no_remote_bases:
+            raise forbidden(inputs.remote)
+        return self.remote.plan(inputs.remote, yaml_nodes, self.deadline)
+
     def _raw_build(self, target: Target) -> tuple[dict[str, Any], bool]:
         inputs = self.model.inputs(target)
         if inputs.errors:
             e = inputs.errors[0]
             return {"rc": 1, "stdout": "", "error": [e.message, e.file, e.line], "injected": False}, False
+        try:
+            plan = self._plan(inputs)
+        except BuildError as exc:
+            return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False}, False
         files = sorted(inputs.files)
-        key = self._input_key(target, files)
+        key = self._input_key(target, files, plan.digest if plan is not None else "")
         hit = self.cache.get(key)
         if hit is not None:
             return hit, True
+        remote = {"unfetched": [u.to_json() for u in plan.unfetched], "placed": [p.to_json() for p in plan.placed]} \
+            if plan is not None else {}
         scratch = Path(tempfile.mkdtemp(prefix="infra-review-build-"))
         try:
             try:
-                self._prescan(target, inputs)
-                injected = self._materialize(target, files, scratch)
+                self._prescan(target, inputs, plan.nodes if plan is not None else 0)
+                # Called without a plan when there is none, so subclasses overriding the three-argument
+                # form (bench/bruteforce.py, tests) keep working for repositories without remote entries.
+                injected = (self._materialize(target, files, scratch, plan) if plan is not None
+                            else self._materialize(target, files, scratch))
             except BuildError as exc:
-                return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False}, False
-            res = run_build(self.kustomize, scratch, target.path, stop=self.deadline)
+                return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False,
+                        **remote}, False
+            res = run_build(self.kustomize, scratch, target.path, stop=self.deadline,
+                            unrestricted=self.unrestricted(target))
             error = None
             if res.returncode != 0:
                 message = clean_error(res.stderr, scratch, res.returncode)
                 error = [message, *locate_error(self.model.tree, target.path, message)]
-            value = {"rc": res.returncode, "stdout": res.stdout, "injected": injected, "error": error}
+                if plan is not None:
+                    error = _remote_error(message, error, plan)
+            value = {"rc": res.returncode, "stdout": res.stdout, "injected": injected, "error": error, **remote,
+                     "unbuilt": res.returncode != 0 and not res.stopped and plan is not None and bool(plan.unfetched)}
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if not res.stopped:
@@ -375,14 +393,19 @@ class Renderer:
         start = time.perf_counter()
         raw, cached = self._raw_build(target)
         out = Rendered(target, cached=cached)
-        if raw["rc"] != 0:
+        out.unfetched = [Unfetched.from_json(u) for u in raw.get("unfetched") or []]
+        placed = [Placed.from_json(p) for p in raw.get("placed") or []]
+        if raw["rc"] != 0 and raw.get("unbuilt"):
+            out.unbuilt = raw["error"][0]  # built without what Flux would fetch, it fails: unchecked, no error
+        elif raw["rc"] != 0:
             msg, file, line = raw["error"]
             out.error = BuildError(msg, file, line)
         else:
             text, origins = strip_output(raw["stdout"]) if raw["injected"] else (raw["stdout"], None)
             out.text = text
             try:
-                out.objects = self._objects(target, text, origins)
+                out.objects = (self._objects(target, text, origins, placed) if placed
+                               else self._objects(target, text, origins))
             except YamlError as exc:
                 out.error = BuildError(f"kustomize output could not be read: {exc.message}", target.path)
             if out.ok and target.flux is not None and self.flux_emulation:
@@ -390,10 +413,11 @@ class Renderer:
         out.seconds = time.perf_counter() - start
         return out
 
-    def _objects(self, target: Target, text: str, origins: list | None) -> list[RenderedObject]:
+    def _objects(self, target: Target, text: str, origins: list | None,
+                 placed: list[Placed] | None = None) -> list[RenderedObject]:
         from bot.render.provenance import Provenance
 
-        prov = Provenance(self.model, target, flux=self.flux_emulation)
+        prov = Provenance(self.model, target, flux=self.flux_emulation, remote=placed)
         objects: list[RenderedObject] = []
         docs = [d for d in _output_docs(text, target.path) if isinstance(d.data, dict)]
         for i, doc in enumerate(docs):

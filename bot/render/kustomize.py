@@ -3,7 +3,8 @@
 The scratch copy holds only the files the dependency graph says the target reads, so a path the
 scan missed cannot be read; the binary runs with a timeout, an address-space cap, an empty
 environment (no HOME, no credentials), proxies pointing at a closed local port and a PATH with
-nothing on it (no git), so a remote reference the scan missed still cannot reach the network.
+nothing on it (no git), so a remote reference the scan missed still cannot reach the network:
+remote entries are fetched by our own policed fetcher (bot.fetch) and placed in the scratch copy.
 The directory it builds comes after `--` as `./<dir>`, so no folder name is ever read as an option,
 and its output is read as it comes, up to a per-target limit.
 """
@@ -168,12 +169,17 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def build_argv(kz: Kustomize, directory: str) -> list[str]:
+UNRESTRICTED = ("--load-restrictor", "LoadRestrictionsNone")
+
+
+def build_argv(kz: Kustomize, directory: str, unrestricted: bool = False) -> list[str]:
     """The build command for a directory: after `--` and as `./<dir>`, so that no folder name, such
-    as `--output=/some/file` or `-x`, can be read as an option."""
+    as `--output=/some/file` or `-x`, can be read as an option. `unrestricted`: with Kustomize's load
+    restrictions off, as Flux's kustomize-controller builds (files outside the kustomization's folder
+    may be read; the scratch copy holds only repository files, so nothing else can be)."""
     if directory != "." and not directory.startswith(("/", "./")):
         directory = f"./{directory}"
-    return [*kz.argv, "--", directory]
+    return [*kz.argv, *(UNRESTRICTED if unrestricted else ()), "--", directory]
 
 
 def _read_bounded(proc: subprocess.Popen, deadline: float, max_output: int, stop: Deadline) -> tuple[bytes, bytes]:
@@ -213,16 +219,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_build(kz: Kustomize, workdir: Path, directory: str, timeout: float = BUILD_TIMEOUT,
-              max_output: int | None = None, stop: Deadline | None = None) -> RunResult:
+              max_output: int | None = None, stop: Deadline | None = None, unrestricted: bool = False) -> RunResult:
     """Run `kustomize build <directory>` inside `workdir` in the sandbox. Its output is read as it
     comes and the build is killed (with everything it started) past `timeout` or past `max_output`
     bytes (default MAX_TARGET_BYTES), so neither a slow nor a huge build holds the service; and when
-    `stop` says the review it belongs to must stop (then Stopped is raised)."""
+    `stop` says the review it belongs to must stop (then Stopped is raised). `unrestricted`: load
+    restrictions off (build_argv)."""
     limit = MAX_TARGET_BYTES if max_output is None else max_output
     stop = stop or Deadline()
     stop.check()
     try:
-        proc = subprocess.Popen(build_argv(kz, directory), cwd=workdir, env=_sandbox_env(),
+        proc = subprocess.Popen(build_argv(kz, directory, unrestricted), cwd=workdir, env=_sandbox_env(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 preexec_fn=_limits, start_new_session=True)
     except OSError as exc:

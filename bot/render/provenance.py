@@ -12,6 +12,12 @@ An absent field is reported where adding it fixes the problem: where a patch rem
 the innermost such document on a tie (the base container, unless only an overlay has the block the
 field belongs in). Components are layers of the kustomization that lists them, applied before its
 own fields; a Flux Kustomization's `patches` and `images` are the outermost layer.
+
+Objects from a fetched remote entry (bot.fetch.resources) come from files that are not in the
+repository: their origin annotation names the folder the content was placed in, which maps back to
+the `resources:` line naming the remote entry. The layers above that kustomization still apply (an
+overlay's `images:` or patch over a remote base is located at its own line); any other value, and
+an absent field, is located at that entry's line.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from bot.repo.kustomization import BuildError, Kustomization, load_kustomization
 from bot.yamlpos import YamlDoc, YamlError, load_docs
 
 if TYPE_CHECKING:
+    from bot.fetch.resources import Placed
     from bot.repo.discover import RepoModel
 
 BUILD_METADATA_KEYS = ("config.kubernetes.io/origin", "alpha.config.kubernetes.io/transformations")
@@ -67,6 +74,18 @@ class Layer:
     kust: Kustomization
     patches: list[Patch] = field(default_factory=list)
     via: str | None = None
+    label_maps: list[LabelMap] = field(default_factory=list)
+
+
+@dataclass
+class LabelMap:
+    """A `transformers:` entry's LabelTransformer or AnnotationsTransformer: the labels (or
+    annotations) it writes, located in its own file."""
+
+    file: str
+    line_offset: int
+    doc: YamlDoc
+    annotations: bool
 
 
 def image_matches(image: str, entry: dict[str, Any]) -> bool:
@@ -141,10 +160,12 @@ def _pointer(obj: Any, segs: tuple[Segment, ...]) -> str | None:
 class Provenance:
     """Origins for the objects of one target; `flux`: the target is built as Flux builds it."""
 
-    def __init__(self, model: RepoModel, target: Target, flux: bool = False):
+    def __init__(self, model: RepoModel, target: Target, flux: bool = False, remote: list[Placed] | None = None):
         self.model = model
         self.tree = model.tree
         self.target = target
+        # Folders holding fetched content, longest first (nested fetched content before its parent).
+        self._remote = sorted(remote or [], key=lambda p: -len(p.prefix))
         self._layers: dict[str, Layer | None] = {}
         self._chains: dict[str, list[str]] = {}
         self._outer = [layer for layer in (self._flux_layer(),) if layer is not None] if flux else []
@@ -188,8 +209,54 @@ class Provenance:
         for i, p in enumerate(data.get("patchesJson6902") or []):
             if isinstance(p, dict):
                 self._add_patch(layer, ("patchesJson6902", i), p.get("path"), p.get("patch"), p.get("target"), True)
+        for i, t in enumerate(data.get("transformers") or []):
+            if isinstance(t, str):
+                self._add_transformer(layer, ("transformers", i), t)
         self._layers[directory] = layer
         return layer
+
+    def _add_transformer(self, layer: Layer, segs: tuple, entry: str) -> None:
+        """A builtin transformer configuration named (or written inline) under `transformers:`; they run
+        after the kustomization's own fields, so they are checked first. Folders of transformer
+        configurations and plugins are not followed."""
+        kust = layer.kust
+        try:
+            if "\n" in entry:
+                span = kust.doc.span(segs)
+                docs, file, offset = load_docs(entry, kust.file), kust.file, span[0] if span else kust.line_of(*segs)
+            else:
+                rel = self.tree.resolve(kust.dir, entry)
+                if not self.tree.is_file(rel):
+                    return
+                docs, file, offset = self.tree.docs(rel), rel, 0
+        except (YamlError, ValueError, OSError):
+            return
+        for doc in docs:
+            config = doc.data if isinstance(doc.data, dict) else {}
+            kind = config.get("kind")
+            if kind in ("LabelTransformer", "AnnotationsTransformer"):
+                layer.label_maps.append(LabelMap(file, offset, doc, kind == "AnnotationsTransformer"))
+            elif kind == "PatchTransformer" and (config.get("patch") or config.get("path")):
+                self._add_config_patch(layer, file, offset, doc)
+
+    def _add_config_patch(self, layer: Layer, file: str, offset: int, doc: YamlDoc) -> None:
+        """A PatchTransformer configuration's patch (inline `patch:` or a `path:` beside the kustomization)."""
+        config = doc.data
+        target = config.get("target") if isinstance(config.get("target"), dict) else None
+        entry_line = (doc.spans.get(("patch",)) or doc.spans.get(("path",)) or (doc.line, doc.line))[0] + offset
+        try:
+            if isinstance(config.get("path"), str):
+                rel = self.tree.resolve(layer.kust.dir, config["path"])
+                docs, pfile, poffset = self.tree.docs(rel), rel, 0
+            elif isinstance(config.get("patch"), str):
+                docs, pfile = load_docs(config["patch"], file), file
+                poffset = offset + (doc.spans.get(("patch",)) or (doc.line, doc.line))[0]
+            else:
+                return
+        except (YamlError, ValueError, OSError):
+            return
+        json6902 = bool(docs) and isinstance(docs[0].data, list)
+        layer.patches.append(Patch(pfile, poffset, docs, target, json6902, entry_line))
 
     def _add_patch(self, layer: Layer, segs: tuple, path: Any, inline: Any, target: Any, j6902: bool | None) -> None:
         kust = layer.kust
@@ -256,6 +323,20 @@ class Provenance:
         return None
 
     # --- sources -----------------------------------------------------------------------------
+    def remote_entry(self, file: str | None) -> Placed | None:
+        """The remote entry whose fetched content `file` (a path the origin annotation names) is."""
+        if not file:
+            return None
+        return next((p for p in self._remote if file == p.prefix or file.startswith(p.prefix + "/")), None)
+
+    def _fallback(self, src_file: str | None, absent: bool = False) -> Origin:
+        """Where a value no layer sets is located when its document cannot be read: the remote entry
+        naming fetched content, else the source file's first line."""
+        entry = self.remote_entry(src_file)
+        if entry is not None:
+            return Origin(entry.file, entry.line, entry.line, "enclosing" if absent else "remote", entry.value)
+        return Origin(src_file, 1 if src_file else None, None, "enclosing")
+
     def _source_doc(self, file: str, obj: dict[str, Any]) -> YamlDoc | None:
         try:
             docs = [d for d in self.tree.docs(file) if isinstance(d.data, dict)]
@@ -287,8 +368,14 @@ class Provenance:
             src_file = rel(annotation["path"])
         elif annotation and isinstance(annotation.get("configuredIn"), str):
             generator = (rel(annotation["configuredIn"]), str((annotation.get("configuredBy") or {}).get("kind") or ""))
-        doc = self._source_doc(src_file, obj) if src_file else None
-        chain = self.chain(generator[0], True) if generator else (self.chain(src_file) if src_file else [])
+        if generator and self.remote_entry(generator[0]):  # generated by a fetched kustomization
+            src_file, generator = generator[0], None
+        entry = self.remote_entry(src_file)
+        doc = self._source_doc(src_file, obj) if src_file and entry is None else None
+        if entry is not None:  # the layers down to the kustomization naming the remote entry
+            chain = self.chain(entry.file, True)
+        else:
+            chain = self.chain(generator[0], True) if generator else (self.chain(src_file) if src_file else [])
         layers = self._outer + self._with_components(chain)
         names = [str((obj.get("metadata") or {}).get("name") or "")]
         if doc is not None:
@@ -325,6 +412,9 @@ class Provenance:
             out: list[tuple[str, int, int]] = []
             if doc is not None and src_file:
                 out.append((src_file, doc.line, doc.end_line))
+            entry = self.remote_entry(src_file)
+            if entry is not None:
+                out.append((entry.file, entry.line, entry.line))
             if generator:
                 layer = self.layer(posixpath.dirname(generator[0]) or ".")
                 if layer is not None:
@@ -360,7 +450,7 @@ class Provenance:
                 return self._generator_origin(generator, obj, segs)
             if doc is not None and src_file:
                 return self._through_vars(locate_in_doc(doc, src_file, path), layers)
-            return Origin(src_file, 1 if src_file else None, None, "enclosing")
+            return self._fallback(src_file)
 
         return locate
 
@@ -381,7 +471,7 @@ class Provenance:
                 found = ancestor_origin(patch, obj, names, segs, layer.via)
                 if found and (best is None or found[0] > best[0]):
                     best = found
-        return best[1] if best else Origin(src_file, 1 if src_file else None, None, "enclosing")
+        return best[1] if best else self._fallback(src_file, absent=True)
 
     def _through_vars(self, origin: Origin, layers: list[Layer]) -> Origin:
         """A source line holding `$(VAR)` got its value from the `vars:` entry that defines VAR."""
@@ -438,6 +528,13 @@ class Provenance:
                     return at("images", i, key) if key else at("images", i)
         if len(segs) >= 2 and isinstance(segs[-1], str) and segs[-2] in LABEL_MAPS:
             key = segs[-1]
+            for lm in reversed(layer.label_maps):
+                written = as_dict(lm.doc.data.get("annotations" if lm.annotations else "labels"))
+                if lm.annotations == (segs[-2] == "annotations") and key in written \
+                        and str(written[key]) == str(_get(obj, segs)):
+                    span = lm.doc.spans.get(("annotations" if lm.annotations else "labels", key))
+                    line = (span or (lm.doc.line, lm.doc.line))[0] + lm.line_offset
+                    return Origin(lm.file, line, line, "kustomization", "transformers")
             src = "commonAnnotations" if segs[-2] == "annotations" else "commonLabels"
             if key in (data.get(src) or {}):
                 return at(src, key)

@@ -12,14 +12,13 @@ Values from Secrets are used for the substitution but never appear in any messag
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.model import secret_data
 from bot.yamlpos import YamlError, load_data
 
 # Bounds for untrusted input (PR content).
@@ -222,11 +221,11 @@ def _load_ref(out: Vars, ref: Any, where: str, lookup: Lookup, namespace: str) -
             out.put_encrypted(key, source)
             continue
         if encoded:
-            try:
-                value = base64.b64decode("".join(value.split()), validate=True).decode("utf-8", "replace")
-            except (binascii.Error, ValueError):
+            decoded = secret_data(value)
+            if decoded is None:
                 problems.append(Problem(f"{kind}/{name} key {key} is not valid base64", where))
                 continue
+            value = decoded
         out.put(key, value.replace("\n", ""), source)
     return problems
 

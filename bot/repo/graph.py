@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from bot.repo.kustomization import BuildError, check_plugin_file, generator_paths, load_kustomization
+from bot.repo.kustomization import BuildError, Ref, check_plugin_file, generator_paths, load_kustomization
 from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape, RepoTree
 from bot.yamlpos import YamlError, load_data
 
@@ -23,9 +23,20 @@ PLUGIN_FIELDS = ("generators", "transformers", "validators")
 GENERATOR_FIELDS = ("configMapGenerator.", "secretGenerator.")  # `files:`/`envs:`/`env:` entries: read as bytes
 
 
+@dataclass(frozen=True)
+class RemoteEntry:
+    """An entry of a kustomization that Kustomize fetches (`ref.remote`): the kustomization file and
+    folder that name it, and the entry itself (field, value, line, where it sits)."""
+
+    file: str
+    dir: str
+    ref: Ref
+
+
 @dataclass
 class Inputs:
-    """What a build reads: files (some may be missing), kustomization dirs, generated dirs."""
+    """What a build reads: files (some may be missing), kustomization dirs, generated dirs, and the
+    remote entries of those kustomizations (fetched by the renderer, not part of `files`)."""
 
     files: set[str] = field(default_factory=set)
     dirs: set[str] = field(default_factory=set)
@@ -38,6 +49,7 @@ class Inputs:
     # generator reads as bytes (`files:`, `envs:`): what the renderer's pre-scan does and does not read.
     parsed: set[str] = field(default_factory=set)
     data: set[str] = field(default_factory=set)
+    remote: list[RemoteEntry] = field(default_factory=list)
 
     def merge(self, other: Inputs) -> None:
         self.files |= other.files
@@ -47,6 +59,7 @@ class Inputs:
         self.parsed |= other.parsed
         self.data |= other.data
         self.errors.extend(e for e in other.errors if e not in self.errors)
+        self.remote.extend(r for r in other.remote if r not in self.remote)
 
     def copy(self) -> Inputs:
         out = Inputs()
@@ -156,6 +169,9 @@ class Graph:
             inputs.errors.append(exc)
             return own
         for ref in kust.refs:
+            if ref.remote:
+                inputs.remote.append(RemoteEntry(kust.file, directory, ref))
+                continue
             if ref.field in PLUGIN_FIELDS:
                 self._plugin_config_files(kust, ref, inputs)
             if ref.path is None:

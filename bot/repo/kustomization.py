@@ -47,13 +47,17 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class Ref:
-    """A path named by a kustomization field. `path` is repository-relative; None when inline."""
+    """A path named by a kustomization field. `path` is repository-relative; None when inline or
+    remote. `segs` is where the entry sits in the kustomization (a scratch copy rewrites it there);
+    `remote`: a URL or repository that Kustomize fetches (see `is_remote_entry`)."""
 
     field: str
     value: str
     path: str | None
     line: int
     expect: str  # "any" (file or kustomization dir), "file", "dir"
+    segs: tuple = ()
+    remote: bool = False
 
 
 @dataclass
@@ -79,8 +83,23 @@ class Kustomization:
         return value
 
 
+REPOSITORY_FIELDS = ("resources", "bases", "components")
+
+
 def is_remote(value: str) -> bool:
+    """Whether Kustomize reads this `resources:`/`components:` entry from the network: a URL, or a
+    repository reference (`github.com/org/repo//path?ref=v1`, `git@...`, `git::...`, `?ref=`)."""
     return bool(_REMOTE.search(value.strip()))
+
+
+def is_remote_entry(fld: str, value: str) -> bool:
+    """Whether an entry of field `fld` is remote: for `resources`, `bases` and `components` any
+    repository reference or URL (`is_remote`); for the fields naming a file (patches, generator
+    files, configurations, ...) only an http(s) URL, which Kustomize's loader downloads (anything else
+    there is a local path to Kustomize too)."""
+    if fld.split(".", 1)[0] in REPOSITORY_FIELDS:
+        return is_remote(value)
+    return value.strip().lower().startswith(("http://", "https://"))
 
 
 def _inline(value: str) -> bool:
@@ -107,9 +126,10 @@ def generator_paths(gen: dict[str, Any]) -> list[tuple[str, str, tuple]]:
 def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
     """Parse the kustomization of `directory` and resolve every path it names.
 
-    Raises BuildError at the offending line for anything we refuse to build: remote
-    references, absolute paths, paths or symlinks leaving the root, Helm chart inflation and
-    exec/KRM plugins.
+    Raises BuildError at the offending line for anything we refuse to build: absolute paths, paths
+    or symlinks leaving the root, Helm chart inflation and exec/KRM plugins. Remote entries are kept
+    as refs with `remote=True` (no path): the renderer fetches them, or says they were not checked
+    (bot.fetch.resources).
     """
     kfile = tree.kustomization_file(directory)
     if kfile is None:
@@ -133,19 +153,20 @@ def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
         line = kust.line_of(*segs)
         if not isinstance(value, str):
             if isinstance(value, dict) and inline_ok:
-                kust.refs.append(Ref(fld, "", None, line, expect))
+                kust.refs.append(Ref(fld, "", None, line, expect, segs))
                 return
             raise BuildError(f"`{fld}` entry must be a string", kfile, line)
         if inline_ok and _inline(value):
-            kust.refs.append(Ref(fld, value, None, line, expect))
+            kust.refs.append(Ref(fld, value, None, line, expect, segs))
             return
-        if is_remote(value):
-            raise BuildError(f"remote reference {value!r} is not fetched: vendor it into the repository", kfile, line)
+        if is_remote_entry(fld, value):
+            kust.refs.append(Ref(fld, value, None, line, expect, segs, remote=True))
+            return
         try:
             rel = tree.resolve(directory, value)
         except PathEscape as exc:
             raise BuildError(str(exc), kfile, line) from None
-        kust.refs.append(Ref(fld, value, rel, line, expect))
+        kust.refs.append(Ref(fld, value, rel, line, expect, segs))
 
     for fld in ("resources", "bases"):
         for i, value in enumerate(kust.entries(fld)):
@@ -178,7 +199,7 @@ def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
         for i, value in enumerate(kust.entries(fld)):
             add(fld, value, (fld, i), "any", inline_ok=True)
             ref = kust.refs[-1]
-            if ref.path is None:
+            if ref.path is None and not ref.remote:
                 _check_plugin_config(value if isinstance(value, str) else "", kfile, ref.line, inline=value)
     return kust
 

@@ -1,7 +1,8 @@
 """One pipeline for the CLI and the App: source → graph → render → rules → compare.
 
-Pure over trees on disk: no network. The App fetches the two trees; `check` and `review` read
-them locally; both end in a `Report` that any reporter can print or publish.
+Over trees on disk: the App fetches the two trees; `check` and `review` read them locally; both end
+in a `Report` that any reporter can print or publish. The only network access is the renderer's
+policed fetcher, for remote Kustomize resources (bot.fetch; off with `fetch: {enabled: false}`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import rules as rulebook
 from bot import __version__
 from bot.config import Config, effective_policy
 from bot.deadline import Deadline
+from bot.fetch import FetchSettings
 from bot.model import Finding, Origin, ResourceId, Target
 from bot.objects import EnvContext, RenderedObject
 from bot.plain import load_plain
@@ -25,7 +27,9 @@ from bot.render.kustomize import Kustomize, find_kustomize
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.yamlpos import YamlError
+from rules import remote_unchecked
 from rules.hardcoded_secret import redact, secret_values
+from rules.thirdparty import third_party
 
 DEFAULT_ENVIRONMENT = "production"
 SHOWN = 3  # names listed in a note before "and N more"
@@ -49,6 +53,7 @@ class Side:
     statuses: list[TargetStatus] = field(default_factory=list)
     rendered: list[Rendered] = field(default_factory=list)
     model: RepoModel | None = None
+    third_party: int = 0  # objects from vendored or generated files, over every environment
 
 
 def make_model(root: Path, config: Config) -> RepoModel:
@@ -91,7 +96,8 @@ def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, 
             bucket.setdefault(ro.id, ro)
     policy = effective_policy(config)
     read = model.tree.lines if model else (lambda _f: [])
-    return [EnvContext(env, list(objs.values()), policy, repo=model, read_lines=read, changed_files=changed)
+    return [EnvContext(env, list(objs.values()), policy, repo=model, read_lines=read, changed_files=changed,
+                       third_party=frozenset(third_party(objs.values(), config, read)), creators=config.creators)
             for env, objs in sorted(by_env.items())]
 
 
@@ -104,7 +110,8 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
     side = Side(model=model)
     todo = list(model.targets if targets is None else targets)
     todo = [t for t in todo if not config.is_ignored(t.path)]
-    renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline)
+    renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
+                        fetch=FetchSettings.from_config(config))
     side.rendered = renderer.render_all(todo)
     policy = effective_policy(config)
     for r in side.rendered:
@@ -112,7 +119,10 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
                                           "ok" if r.ok else "error", len(r.objects)))
         if not r.ok:
             side.findings.append(_build_error(r.target, r, model, policy))
+        side.findings.extend(remote_unchecked.findings(r.unfetched, r.target.path, r.target.environment
+                                                       or DEFAULT_ENVIRONMENT, config, r.unbuilt))
     for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, changed):
+        side.third_party += len(ctx.third_party)
         side.findings.extend(rulebook.run_env_rules(ctx, config, deadline=deadline))
     side.findings.extend(rulebook.run_repo_rules(model, config, changed_files=changed, deadline=deadline))
     attach_places(side.findings, side.rendered)
@@ -145,7 +155,8 @@ def check_plain(path: Path, environment: str, config: Config, root: Path | None 
     if not objects:
         return side
     tree = RepoTree(root or (path if path.is_dir() else path.parent))
-    ctx = EnvContext(environment, objects, effective_policy(config), read_lines=tree.lines)
+    ctx = EnvContext(environment, objects, effective_policy(config), read_lines=tree.lines,
+                     third_party=frozenset(third_party(objects, config, tree.lines)), creators=config.creators)
     side.findings.extend(rulebook.run_env_rules(ctx, config))
     side.statuses.append(TargetStatus(path.name, environment, "ok", len(objects)))
     return side
@@ -264,9 +275,17 @@ def choose_targets(model: RepoModel, config: Config, envs: list[str] | None,
     return targets, notes
 
 
-def coverage_notes(model: RepoModel, rendered: list[Rendered]) -> list[str]:
+def coverage_notes(model: RepoModel, side: Side, config: Config) -> list[str]:
     """What the rendered targets leave unchecked or assumed: said once each, in every output."""
+    rendered = side.rendered
     notes: list[str] = []
+    table = effective_policy(config).get("environments") or {}
+    unknown = sorted({r.target.environment for r in rendered if r.target.environment} - set(table))
+    if unknown:
+        notes.append(f"{_some(unknown)} {'is' if len(unknown) == 1 else 'are'} no environment of the policy "
+                     f"({', '.join(sorted(table))}): judged with production's severities and defaults. Map "
+                     f"{'it' if len(unknown) == 1 else 'them'} with `environments.aliases` or `environments.paths` "
+                     f"in .github/infra-review.yml.")
     guessed = sorted({r.target.path for r in rendered if model.named_environment(r.target.path, r.target.flux) is None})
     if guessed:
         notes.append(f"The environment of {_some(guessed)} could not be told from the paths; judged as "
@@ -280,6 +299,10 @@ def coverage_notes(model: RepoModel, rendered: list[Rendered]) -> list[str]:
     if releases:
         notes.append(f"{plural(releases, 'HelmRelease')} found but not rendered: the objects their charts "
                      f"install are not checked yet.")
+    if side.third_party:
+        notes.append(f"{plural(side.third_party, 'object')} from vendored or generated files (Flux's own install, "
+                     f"`third_party` globs) were not judged by the rules for the team's own workloads; the "
+                     f"security rules still apply to them.")
     return notes
 
 
@@ -335,7 +358,7 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         with_base(findings, head_side, base_side)
     if scope and scope != ".":
         findings = [f for f in findings if in_scope(f.origin.file, scope) or in_scope(f.target, scope)]
-    notes += coverage_notes(head_model, head_side.rendered)
+    notes += coverage_notes(head_model, head_side, config)
     report = make_report(head_side, filter_envs(findings, envs, config), kustomize, notes=notes)
     report.readers = readers(head_model, head_side.rendered)
     return report

@@ -1,0 +1,148 @@
+"""The bounded HTTP client: one GET, every hop checked by the policy, size and time capped.
+
+The standard library's `http.client` is used, not urllib or aiohttp, because each step must be ours:
+the host is resolved here (`socket.getaddrinfo`), every address it resolves to is checked, and the
+connection goes to the checked address (so a second DNS answer cannot swap in a private address
+between the check and the connect) while the request carries the real Host header and, for https,
+the real server name for SNI and certificate verification. Redirects are followed by hand (at most
+MAX_REDIRECTS), each hop checked like the first. Nothing else is sent: no cookies, no Authorization,
+no proxy (the process's proxy variables are never read), `Accept-Encoding: identity` (no compressed
+transfer to inflate). Rendering runs in worker threads, so the call is synchronous.
+
+Limits: `max_bytes` of body (a larger Content-Length is refused before reading), `timeout` seconds
+for the whole download, redirects included (each socket operation gets what is left, at most
+CONNECT_TIMEOUT to connect, and the body is read in chunks with the clock checked between them, so a
+server sending one byte a second is cut off).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from bot import __version__
+from bot.fetch.policy import FetchPolicy, Refused, Target
+
+MAX_REDIRECTS = 5
+CONNECT_TIMEOUT = 10.0  # seconds to open one connection (a host that drops packets costs no more)
+_CHUNK = 256 * 1024
+USER_AGENT = f"infra-review/{__version__} (+https://github.com/infra-review)"
+
+Resolver = Callable[[str, int], list[str]]
+
+
+class FetchFailed(Exception):
+    """The download did not complete (network, status, size or time); the message says which."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    timeout: float  # seconds for the whole download, redirects included
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (each is checked; the first is used)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchFailed(f"{host} cannot be resolved ({exc})") from None
+    out: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0]).split("%", 1)[0]
+        if address not in out:
+            out.append(address)
+    if not out:
+        raise FetchFailed(f"{host} resolves to no address")
+    return out
+
+
+def get(url: str, policy: FetchPolicy, limits: Limits, resolver: Resolver = resolve,
+        context: ssl.SSLContext | None = None) -> tuple[bytes, str]:
+    """The body of `url` and the URL it was finally served from. Refused when the policy forbids a
+    hop (nothing is sent to that hop); FetchFailed for anything else that goes wrong."""
+    deadline = time.monotonic() + limits.timeout
+    current = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        target = policy.check_url(current)
+        addresses = resolver(target.host, target.port)
+        for address in addresses:  # every answer must pass: a mixed answer is how rebinding is tried
+            policy.check_address(target, address)
+        status, location, body = _request(target, addresses[0], limits, deadline, context)
+        if status in (301, 302, 303, 307, 308):
+            if not location:
+                raise FetchFailed(f"{target.url}: redirect ({status}) without a Location")
+            current = urljoin(current, location)
+            continue
+        if status != 200:
+            raise FetchFailed(f"{target.url}: the server answered {status}")
+        return body, current
+    raise FetchFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _remaining(deadline: float, url: str, total: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchFailed(f"{url}: not downloaded within {total:g}s, the time limit (INFRA_REVIEW_FETCH_TIMEOUT)")
+    return left
+
+
+def _request(target: Target, address: str, limits: Limits, deadline: float,
+             context: ssl.SSLContext | None) -> tuple[int, str | None, bytes]:
+    """(status, Location, body) of one GET to `address`; the body is read only for a 200."""
+    try:
+        sock = socket.create_connection((address, target.port),
+                                        timeout=min(CONNECT_TIMEOUT, _remaining(deadline, target.url, limits.timeout)))
+    except TimeoutError:
+        raise FetchFailed(f"{target.url}: connecting to {target.host} timed out") from None
+    except OSError as exc:
+        raise FetchFailed(f"{target.url}: cannot connect to {target.host} ({exc.strerror or exc})") from None
+    conn = http.client.HTTPConnection(target.host, target.port)
+    try:
+        if target.scheme == "https":
+            ctx = context or ssl.create_default_context()
+            try:
+                sock = ctx.wrap_socket(sock, server_hostname=target.host)
+            except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+                sock.close()
+                raise FetchFailed(f"{target.url}: TLS with {target.host} failed ({exc})") from None
+        conn.sock = sock
+        sock.settimeout(_remaining(deadline, target.url, limits.timeout))
+        conn.request("GET", target.path, headers={
+            "Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity",
+            "Connection": "close"})
+        response = conn.getresponse()
+        status = response.status
+        if status != 200:
+            return status, response.getheader("Location"), b""
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+            raise FetchFailed(f"{target.url}: {int(declared)} bytes, over the {limits.max_bytes} byte limit "
+                              f"(INFRA_REVIEW_FETCH_MAX_BYTES)")
+        body = bytearray()
+        while True:
+            sock.settimeout(_remaining(deadline, target.url, limits.timeout))
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > limits.max_bytes:
+                raise FetchFailed(f"{target.url}: more than {limits.max_bytes} bytes, the size limit "
+                                  f"(INFRA_REVIEW_FETCH_MAX_BYTES)")
+        if response.length:  # fewer bytes than the Content-Length said: the connection was cut
+            raise FetchFailed(f"{target.url}: the connection closed {response.length} bytes short")
+        return status, None, bytes(body)
+    except (Refused, FetchFailed):
+        raise
+    except TimeoutError:
+        raise FetchFailed(f"{target.url}: not downloaded within {limits.timeout:g}s, the time limit "
+                          f"(INFRA_REVIEW_FETCH_TIMEOUT)") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise FetchFailed(f"{target.url}: {type(exc).__name__}: {exc}") from None
+    finally:
+        conn.close()
