@@ -2,7 +2,10 @@
 
 An unknown key anywhere is a `ConfigError` naming the key and where it is
 (`rules.latest-tag.severty: unknown key`), because a misspelt setting that is silently ignored
-looks like a setting that works. Defaults come from `rules/policy.yaml` and the rule modules.
+looks like a setting that works. Defaults come from `rules/policy.yaml` (bot.policy) and the rule
+catalogue: rule ids and parameters are checked against the rules the caller passes, else against
+the catalogue the `rules` package registered with bot.catalogue when it was imported. This module
+is a parser of data and imports nothing from `rules`.
 
     environments:
       aliases: {qa: staging}                 # extra names for environments
@@ -37,11 +40,15 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from bot.catalogue import KnownRule, known_rules
 from bot.model import SEVERITIES, type_name
+from bot.policy import default_policy
+from bot.quantity import parse_quantity
 
 TOP_KEYS = ("environments", "rules", "policy", "ignore", "fail_on", "comments", "forbid_suppression", "fetch",
             "flux", "third_party", "creators")
@@ -101,7 +108,7 @@ class Config:
     def default(cls) -> Config:
         return cls()
 
-    def severity_for(self, rule: Any, environment: str | None) -> str | None:
+    def severity_for(self, rule: KnownRule, environment: str | None) -> str | None:
         """The severity `rule` has in `environment` here (None: off)."""
         over = self.severities.get(rule.id, {})
         env = normalise_env(environment, self) if environment else ""
@@ -212,17 +219,16 @@ def _severity(value: Any, loc: str) -> str | None:
     return None if text == OFF else text
 
 
-def _rule_ids() -> dict[str, Any]:
-    from rules import all_rules
-
-    return {r.id: r for r in all_rules()}
+def _known(given: dict[str, KnownRule] | None) -> dict[str, KnownRule]:
+    return given if given is not None else known_rules()
 
 
-def _parse_rules(raw: Any, config_aliases: dict[str, str]) -> tuple[dict, dict]:
-    rules = _rule_ids()
+def _parse_rules(raw: Any, config_aliases: dict[str, str], given: dict[str, KnownRule] | None) -> tuple[dict, dict]:
+    entries = _mapping(raw, "rules")
+    rules = _known(given) if entries else {}
     severities: dict[str, dict[str, str | None]] = {}
     params: dict[str, dict[str, Any]] = {}
-    for rule_id, body in _mapping(raw, "rules").items():
+    for rule_id, body in entries.items():
         loc = f"rules.{rule_id}"
         if rule_id not in rules:
             raise ConfigError(f"{loc}: unknown key (no rule has this id)")
@@ -272,8 +278,6 @@ def _parse_policy(raw: Any, aliases: dict[str, str]) -> dict[str, Any]:
             row = _mapping(row, loc, ENV_ROW_KEYS)
             for part in ("requests", "limits"):
                 for res, q in _mapping(row.get(part), f"{loc}.{part}", ("cpu", "memory")).items():
-                    from rules.base import parse_quantity
-
                     if parse_quantity(q) is None:
                         raise ConfigError(f"{loc}.{part}.{res}: {q!r} is not a Kubernetes quantity")
             if "replicas" in row and (not isinstance(row["replicas"], int) or row["replicas"] < 0):
@@ -310,8 +314,11 @@ def _parse_policy(raw: Any, aliases: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def parse_config(text: str | None) -> Config:
-    """Parse the text of `.github/infra-review.yml` (None or empty: the defaults)."""
+def parse_config(text: str | None, catalogue: Iterable[KnownRule] | None = None) -> Config:
+    """Parse the text of `.github/infra-review.yml` (None or empty: the defaults).
+
+    `rules:` and `forbid_suppression:` name rules of `catalogue` (default: the registered one,
+    bot.catalogue.known_rules, which importing `rules` provides)."""
     from bot.yamlpos import YamlError, load_data
 
     if not text or not text.strip():
@@ -336,9 +343,10 @@ def parse_config(text: str | None) -> Config:
         aliases.get(env.lower(), env.lower()): _strings(globs, f"environments.paths.{env}")
         for env, globs in _mapping(envs.get("paths"), "environments.paths").items()
     }
-    severities, params = _parse_rules(raw.get("rules"), aliases)
-    known = _rule_ids()
+    given = None if catalogue is None else {rule.id: rule for rule in catalogue}
+    severities, params = _parse_rules(raw.get("rules"), aliases, given)
     forbid = _strings(raw.get("forbid_suppression"), "forbid_suppression")
+    known = _known(given) if forbid else {}
     for rid in forbid:
         if rid not in known:
             raise ConfigError(f"forbid_suppression: {rid!r} is not a rule id")
@@ -399,8 +407,6 @@ def _merge(base: Any, over: Any) -> Any:
 
 def effective_policy(config: Config | None = None) -> dict[str, Any]:
     """The seed policy with the repository's overrides merged in (maps merge, lists replace)."""
-    from rules import default_policy
-
     config = config or Config.default()
     policy = default_policy()
     policy["aliases"] = {**policy.get("aliases", {}), **config.aliases}

@@ -10,17 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.model import SEVERITIES, Finding, Suggestion, format_path, parse_path
 from bot.objects import EnvContext, RenderedObject
+from bot.quantity import parse_quantity as parse_quantity  # re-exported: rules compare quantities with it
+
+if TYPE_CHECKING:
+    from rules.repo_checks import RepoScope
 
 # Values that are placeholders for a secret kept elsewhere (Flux/kustomize substitution, 1Password,
 # Vault, argocd-vault-plugin, vals), not the secret itself.
 SECRET_REFERENCE = re.compile(r"^\s*(?:(?:\$\{[^}]+\}|\$\([^)]+\))+|op://\S+|vault:\S+|<path:[^>]+>|ref\+\w+://\S+)\s*$")
 
 Check = Callable[[EnvContext, "Rule"], Iterable[Finding]]
+RepoCheck = Callable[["RepoScope", "Rule"], Iterable[Finding]]
 FromBase = Callable[[Finding, RenderedObject, RenderedObject, list[str]], "Suggestion | None"]
 FALLBACK_ENVIRONMENT = "production"
 
@@ -29,8 +33,11 @@ FALLBACK_ENVIRONMENT = "production"
 class Rule:
     """One rule of the catalogue. `severity[env] is None` means the rule is off there.
 
-    `check` is None for repository-scope rules that judge the repo model rather than rendered
-    objects; the registry does not run those per environment.
+    A rule judges through the functions it sets (bot.review.run_rules calls them): `check`, per
+    rendered environment with an EnvContext (environment scope), and `check_repo`, once per
+    repository with a RepoScope (repository scope; an environment rule may have a repository part
+    too, as hardcoded-secret does for files no target renders). A rule with neither (build-error,
+    remote-unchecked) is made by the pipeline from what the renderer reports.
     """
 
     id: str
@@ -41,6 +48,7 @@ class Rule:
     params: dict[str, Any] = field(default_factory=dict)
     scope: str = "env"
     check: Check | None = None
+    check_repo: RepoCheck | None = None
     edge_cases: tuple[str, ...] = ()
     # A suggestion for a new finding taken from the base revision (the tag the image had there):
     # (finding, object now, object on the base, lines of the finding's file now) -> Suggestion.
@@ -212,7 +220,7 @@ def finding(
 def at_most(rule: Rule, ctx: EnvContext, cap: str) -> str:
     """The rule's default severity in the context's environment, lowered to `cap` where it is stronger
     (what the repository cannot show, e.g. an object managed elsewhere, is never more than a warning).
-    A repository's own severity for the rule still replaces it (rules.run_env_rules)."""
+    A repository's own severity for the rule still replaces it (bot.review.run_rules)."""
     default = rule.severity_for(ctx.environment) or "notice"
     return max(default, cap, key=SEVERITIES.index)
 
@@ -278,48 +286,6 @@ def replace_scalar_line(ctx: EnvContext, obj: RenderedObject, path: str, new_val
         return None
     comment = m.group(5) or ""
     return Suggestion(file, line, line, f"{m.group(1)}{m.group(2)}{key}{m.group(2)}{m.group(3)}{new_value}{comment}")
-
-
-# --- quantities --------------------------------------------------------------------------
-
-_SUFFIX = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
-# Possessive quantifiers: a PR value of many digits must cost linear time, not quadratic.
-_NUMBER = r"[+-]?(?:\d++(?:\.\d*+)?|\.\d++)"
-_QUANTITY = re.compile(rf"^({_NUMBER})(?:([eE][+-]?\d++)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
-
-
-def parse_quantity(value: Any) -> Decimal | None:
-    """A Kubernetes quantity (`100m`, `0.5`, `128Mi`, `1G`, `1e3`, a YAML number) as a Decimal."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return Decimal(str(value))
-    m = _QUANTITY.match(str(value).strip())
-    if not m:
-        return None
-    number, exponent, suffix = m.groups()
-    try:
-        base = Decimal(number)
-        return base * Decimal(f"1{exponent}") if exponent else base * _SUFFIX[suffix or ""]
-    except InvalidOperation:
-        return None
 
 
 # --- secrets-safe display ----------------------------------------------------------------

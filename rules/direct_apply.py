@@ -14,35 +14,6 @@ from bot.yamlpos import YamlError
 from rules.base import Rule, per_env
 from rules.repo_checks import RepoScope, repo_finding, where
 
-RULE = Rule(
-    id="direct-apply",
-    title="Change applied outside GitOps",
-    rationale=(
-        "Flux reconciles the cluster to git; anything applied by hand drifts, is undone on the next "
-        "reconcile or, worse, is never reviewed. Error in production and staging, warning in development."
-    ),
-    remediation="Reach the overlay from a Flux `Kustomization` under `clusters/<env>/`, and replace "
-    "`kubectl apply`/`helm upgrade` in scripts and CI with a commit that Flux reconciles.",
-    severity=per_env("error", "error", "warning"),
-    scope="repo",
-    check=None,
-    edge_cases=(
-        "(a) an overlay under `overlays/<env>/` that no Flux Kustomization reaches; a repository that defines "
-        "no Flux Kustomization at all (an app repository whose overlays a fleet repository applies, like "
-        "podinfo's `deploy/`) is not judged.",
-        "(b) a changed script, Makefile or CI workflow line running `kubectl apply/create/replace/patch/edit/"
-        "delete/scale/set` or `helm install/upgrade` against the cluster: error where it names production, "
-        "warning otherwise.",
-        "(b) `--dry-run` (client or server), `kubectl kustomize`/`diff`/`get`/`wait`, `helm template`/`lint` and "
-        "commented-out lines are not flagged; `--dry-run=none` is a real apply.",
-        "(b) production is named by the line (`--context prod-eu`, `overlays/production`), the file's path, "
-        "or a setting in the file such as a workflow's `environment: production`.",
-        "(b) a CI job or script that creates its own throwaway cluster (`kind create cluster`, `k3d cluster "
-        "create`, `minikube start`, `helm/kind-action`, `helm/chart-testing-action`, …) applies to that cluster, "
-        "not to one Flux manages: its commands are not findings (judged per job in a CI workflow).",
-    ),
-)
-
 SCRIPT_SUFFIXES = (".sh", ".bash", ".mk")
 SCRIPT_NAMES = frozenset({"Makefile", "makefile", "GNUmakefile", "Justfile", "justfile", "Taskfile.yml",
                           "Taskfile.yaml", "Jenkinsfile", ".gitlab-ci.yml", "azure-pipelines.yml"})
@@ -294,3 +265,33 @@ def overlay_findings(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
 def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     yield from overlay_findings(scope, rule)
     yield from script_findings(scope, rule)
+
+
+RULE = Rule(
+    id="direct-apply",
+    title="Change applied outside GitOps",
+    rationale=(
+        "Flux reconciles the cluster to git; anything applied by hand drifts, is undone on the next "
+        "reconcile or, worse, is never reviewed. Error in production and staging, warning in development."
+    ),
+    remediation="Reach the overlay from a Flux `Kustomization` under `clusters/<env>/`, and replace "
+    "`kubectl apply`/`helm upgrade` in scripts and CI with a commit that Flux reconciles.",
+    severity=per_env("error", "error", "warning"),
+    scope="repo",
+    check_repo=check_repo,
+    edge_cases=(
+        "(a) an overlay under `overlays/<env>/` that no Flux Kustomization reaches; a repository that defines "
+        "no Flux Kustomization at all (an app repository whose overlays a fleet repository applies, like "
+        "podinfo's `deploy/`) is not judged.",
+        "(b) a changed script, Makefile or CI workflow line running `kubectl apply/create/replace/patch/edit/"
+        "delete/scale/set` or `helm install/upgrade` against the cluster: error where it names production, "
+        "warning otherwise.",
+        "(b) `--dry-run` (client or server), `kubectl kustomize`/`diff`/`get`/`wait`, `helm template`/`lint` and "
+        "commented-out lines are not flagged; `--dry-run=none` is a real apply.",
+        "(b) production is named by the line (`--context prod-eu`, `overlays/production`), the file's path, "
+        "or a setting in the file such as a workflow's `environment: production`.",
+        "(b) a CI job or script that creates its own throwaway cluster (`kind create cluster`, `k3d cluster "
+        "create`, `minikube start`, `helm/kind-action`, `helm/chart-testing-action`, …) applies to that cluster, "
+        "not to one Flux manages: its commands are not findings (judged per job in a CI workflow).",
+    ),
+)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.model import get_path
-from rules import all_rules, default_policy
+from bot.policy import default_policy
+from rules import all_rules
 from rules.base import Rule
 from rules.suppression import ANNOTATION
 

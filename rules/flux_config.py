@@ -20,46 +20,6 @@ from rules.repo_checks import (
     where,
 )
 
-RULE = Rule(
-    id="flux-config",
-    title="Broken or unsafe Flux Kustomization/HelmRelease",
-    rationale=(
-        "A Flux Kustomization whose path does not exist never applies anything; without `prune: true` "
-        "deleted manifests linger in the cluster; without `sourceRef`/`interval` it does not reconcile; "
-        "without health checks or `wait` a broken rollout is reported as success."
-    ),
-    remediation="Point `spec.path` at an existing directory and set `prune: true`, `sourceRef`, "
-    "`interval` and `healthChecks` (or `wait: true`); point a HelmRelease's chart at an existing path or source.",
-    severity=all_envs("error"),
-    scope="repo",
-    check=None,
-    edge_cases=(
-        "Error: a Kustomization `spec.path` or a HelmRelease chart path (GitRepository source that is this "
-        "repository) that does not exist; paths holding `${VAR}` are not judged.",
-        "Error, once: when the paths of all the Kustomizations judged are missing, and they are two different paths "
-        "or more, one finding says the repository root looks wrong, naming the root used (`check --root` chooses "
-        "another), instead of one \"path not found\" per Kustomization.",
-        "Warning: a Kustomization without `prune: true`, `sourceRef`, `interval`, or `healthChecks`/`wait` (one "
-        "finding per missing setting); the bootstrap `flux-system` Kustomization that `flux bootstrap` writes is "
-        "exempt from the health-check warning, since it only applies the cluster's own Flux objects; so is an "
-        "explicit `wait: false`, a recorded decision (56 such Kustomizations in onedr0p/home-ops) rather than "
-        "an omission.",
-        "Warning: a `sourceRef`/`chartRef` naming a source kind and name that no file of the repository "
-        "defines or creates, said as \"not defined in this repository\" (it may exist only in the cluster); the "
-        "bootstrap GitRepository `flux-system` is exempt.",
-        "Objects that something in the repository creates count as defined here and in `route-backend` and "
-        "`service-selector` (rules/creators.py): "
-        + "; ".join(table_lines())
-        + ". `creators:` in .github/infra-review.yml adds entries (`{kind, group, creates: {kind, name}}`, the "
-        "name a template over the creator's `{name}`, `{namespace}` and `{spec.field}`), created in the "
-        "creator's namespace.",
-        "Error: a field of the wrong type for Flux's API (`postBuild.substitute` values and image tags are "
-        "strings: an unquoted `3` or `1.25` is a number), since the API server then rejects the whole object; "
-        "the rest of the object is still checked without that field.",
-        "Flux objects in files that a kustomization uses as patches are partial and not judged.",
-    ),
-)
-
 SOURCE_KINDS = frozenset({"GitRepository", "OCIRepository", "HelmRepository", "Bucket", "HelmChart", "ExternalArtifact"})
 
 
@@ -268,3 +228,44 @@ def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
         else:
             continue
         yield from (f for f in found if f is not None)
+
+
+RULE = Rule(
+    id="flux-config",
+    title="Broken or unsafe Flux Kustomization/HelmRelease",
+    rationale=(
+        "A Flux Kustomization whose path does not exist never applies anything; without `prune: true` "
+        "deleted manifests linger in the cluster; without `sourceRef`/`interval` it does not reconcile; "
+        "without health checks or `wait` a broken rollout is reported as success."
+    ),
+    remediation="Point `spec.path` at an existing directory and set `prune: true`, `sourceRef`, "
+    "`interval` and `healthChecks` (or `wait: true`); point a HelmRelease's chart at an existing path or source.",
+    severity=all_envs("error"),
+    scope="repo",
+    check_repo=check_repo,
+    edge_cases=(
+        "Error: a Kustomization `spec.path` or a HelmRelease chart path (GitRepository source that is this "
+        "repository) that does not exist; paths holding `${VAR}` are not judged.",
+        "Error, once: when the paths of all the Kustomizations judged are missing, and they are two different paths "
+        "or more, one finding says the repository root looks wrong, naming the root used (`check --root` chooses "
+        "another), instead of one \"path not found\" per Kustomization.",
+        "Warning: a Kustomization without `prune: true`, `sourceRef`, `interval`, or `healthChecks`/`wait` (one "
+        "finding per missing setting); the bootstrap `flux-system` Kustomization that `flux bootstrap` writes is "
+        "exempt from the health-check warning, since it only applies the cluster's own Flux objects; so is an "
+        "explicit `wait: false`, a recorded decision (56 such Kustomizations in onedr0p/home-ops) rather than "
+        "an omission.",
+        "Warning: a `sourceRef`/`chartRef` naming a source kind and name that no file of the repository "
+        "defines or creates, said as \"not defined in this repository\" (it may exist only in the cluster); the "
+        "bootstrap GitRepository `flux-system` is exempt.",
+        "Objects that something in the repository creates count as defined here and in `route-backend` and "
+        "`service-selector` (rules/creators.py): "
+        + "; ".join(table_lines())
+        + ". `creators:` in .github/infra-review.yml adds entries (`{kind, group, creates: {kind, name}}`, the "
+        "name a template over the creator's `{name}`, `{namespace}` and `{spec.field}`), created in the "
+        "creator's namespace.",
+        "Error: a field of the wrong type for Flux's API (`postBuild.substitute` values and image tags are "
+        "strings: an unquoted `3` or `1.25` is a number), since the API server then rejects the whole object; "
+        "the rest of the object is still checked without that field.",
+        "Flux objects in files that a kustomization uses as patches are partial and not judged.",
+    ),
+)

@@ -366,6 +366,7 @@ RULE = Rule(
     remediation=REMEDIATION,
     severity=all_envs("error"),
     check=check,
+    check_repo=check_repo,
     edge_cases=(
         "A Secret's `stringData` values and base64-decoded `data` values must be `ENC[AES256_GCM,...]`; "
         "a Secret from a source file must also carry a top-level `sops:` block.",

@@ -17,31 +17,6 @@ from rules.base import SECRET_REFERENCE as REFERENCE
 from rules.base import Rule, per_env
 from rules.repo_checks import RepoScope, line_at, repo_finding, where
 
-RULE = Rule(
-    id="sops-coverage",
-    title="Secret file not covered by .sops.yaml",
-    rationale=(
-        "`sops -e` picks keys from the first `creation_rules[].path_regex` matching the file; a Secret "
-        "file that matches none cannot be encrypted for the environment's cluster, so it ends up "
-        "committed in clear or encrypted with the wrong key. Error in production and staging, warning "
-        "in development."
-    ),
-    remediation="Add a `creation_rules` entry to `.sops.yaml` whose `path_regex` matches the file (with the "
-    "environment's age/KMS key), or move the file under a covered path.",
-    severity=per_env("error", "error", "warning"),
-    scope="repo",
-    check=None,
-    edge_cases=(
-        "No `.sops.yaml` at all means no Secret file is covered.",
-        "The nearest `.sops.yaml` in the file's directory or above applies; `path_regex` is matched with "
-        "a regex search on the path relative to that file's directory, as SOPS does; a rule without "
-        "`path_regex` matches every file.",
-        "A Secret with no values, or whose values are all references resolved elsewhere (`${VAR}` "
-        "substitution, `op://`, `vault:`, `<path:...>`), has nothing to encrypt and is not flagged; nor are "
-        "Helm chart templates (`<chart>/templates/`).",
-    ),
-)
-
 SOPS_CONFIGS = (".sops.yaml", ".sops.yml")
 KEY_FIELDS = ("age", "pgp", "kms", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "key_groups",
               "encrypted_regex", "encrypted_suffix", "unencrypted_regex", "unencrypted_suffix", "shamir_threshold")
@@ -200,3 +175,29 @@ def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
                     f"`sops -e -i {rel}`."
                 ),
             )
+
+
+RULE = Rule(
+    id="sops-coverage",
+    title="Secret file not covered by .sops.yaml",
+    rationale=(
+        "`sops -e` picks keys from the first `creation_rules[].path_regex` matching the file; a Secret "
+        "file that matches none cannot be encrypted for the environment's cluster, so it ends up "
+        "committed in clear or encrypted with the wrong key. Error in production and staging, warning "
+        "in development."
+    ),
+    remediation="Add a `creation_rules` entry to `.sops.yaml` whose `path_regex` matches the file (with the "
+    "environment's age/KMS key), or move the file under a covered path.",
+    severity=per_env("error", "error", "warning"),
+    scope="repo",
+    check_repo=check_repo,
+    edge_cases=(
+        "No `.sops.yaml` at all means no Secret file is covered.",
+        "The nearest `.sops.yaml` in the file's directory or above applies; `path_regex` is matched with "
+        "a regex search on the path relative to that file's directory, as SOPS does; a rule without "
+        "`path_regex` matches every file.",
+        "A Secret with no values, or whose values are all references resolved elsewhere (`${VAR}` "
+        "substitution, `op://`, `vault:`, `<path:...>`), has nothing to encrypt and is not flagged; nor are "
+        "Helm chart templates (`<chart>/templates/`).",
+    ),
+)

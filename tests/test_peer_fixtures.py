@@ -18,7 +18,8 @@ from bot.config import Config, effective_policy
 from bot.model import Finding
 from bot.objects import EnvContext
 from bot.plain import load_plain
-from rules import all_rules, run_env_rules
+from bot.review.run_rules import run_env_rules
+from rules import all_rules
 
 FIXTURES = PEER_FIXTURES
 pytestmark = needs(PEER_FIXTURES, "other linters' fixtures (peer-fixtures)")

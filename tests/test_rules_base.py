@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from bot.config import parse_config
-from rules import all_rules, get_rule, run_env_rules
+from bot.review.run_rules import run_env_rules
+from rules import all_rules, get_rule
 from rules.base import containers, is_workload, parse_quantity, workloads
 from rules.testing import env_from_yaml, of_rule
 

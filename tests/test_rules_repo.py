@@ -13,7 +13,7 @@ from trees import write
 from bot.config import parse_config
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
-from rules import run_repo_rules
+from bot.review.run_rules import run_repo_rules
 from rules.direct_apply import mutating_commands
 from rules.testing import apply_suggestion, of_rule
 from tests.conftest_paths import CORPUS, REPO, needs

@@ -7,7 +7,8 @@ from textwrap import dedent
 
 import pytest
 
-from rules import get_rule, run_env_rules
+from bot.review.run_rules import run_env_rules
+from rules import get_rule
 from rules.testing import env_from_yaml, finding_text, of_rule
 
 SECRET_VALUE = "Sup3rS3cretPassw0rd-do-not-print"

@@ -17,7 +17,8 @@ from bot.render.build import DiskCache
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.pipeline import run_check
-from rules import get_rule, run_env_rules, run_repo_rules
+from bot.review.run_rules import run_env_rules, run_repo_rules
+from rules import get_rule
 from rules.creators import created_by, expand
 from rules.testing import env_from_yaml, of_rule
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rules import get_rule, run_env_rules
+from bot.review.run_rules import run_env_rules
+from rules import get_rule
 from rules.latest_tag import floating
 from rules.testing import apply_suggestion, env_from_yaml, of_rule
 

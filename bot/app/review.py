@@ -31,6 +31,7 @@ from bot.publish import github as payloads
 from bot.publish.report import Report
 from bot.queue.base import Job
 from bot.review.anchors import DiffIndex, from_pr_files
+from rules import all_rules
 
 from .source import (
     CONFIG_PATH,
@@ -199,7 +200,7 @@ class Reviewer:
             await self._complete(job, gh, run_id, superseded_body(job, by))
             return
         try:
-            config = parse_config(await read_repo_config(gh, job.repo))
+            config = parse_config(await read_repo_config(gh, job.repo), all_rules())
         except ConfigError as exc:
             await self._complete(job, gh, run_id, config_error_body(job, exc))
             return

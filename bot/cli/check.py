@@ -15,6 +15,7 @@ from bot.publish.report import fails
 from bot.render.kustomize import RendererMissing
 from bot.repo.git import GitError, git
 from bot.repo.tree import choose_root
+from rules import all_rules
 
 CONFIG_PATH = ".github/infra-review.yml"
 
@@ -30,7 +31,7 @@ def load_config(explicit: Path | None, root: Path) -> Config:
     if not path.is_file():
         return Config.default()
     try:
-        return parse_config(path.read_text(encoding="utf-8"))
+        return parse_config(path.read_text(encoding="utf-8"), all_rules())
     except ConfigError as exc:
         raise UsageError(f"{path}: {exc}; fix the key or remove it (see docs/rules.md)") from None
 

@@ -26,6 +26,7 @@ from bot.render.build import DiskCache, Rendered, Renderer
 from bot.render.kustomize import Kustomize, find_kustomize
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
+from bot.review.run_rules import run_env_rules, run_repo_rules
 from bot.yamlpos import YamlError
 from rules import remote_unchecked
 from rules.hardcoded_secret import redact, secret_values
@@ -123,8 +124,8 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
                                                        or DEFAULT_ENVIRONMENT, config, r.unbuilt))
     for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, changed):
         side.third_party += len(ctx.third_party)
-        side.findings.extend(rulebook.run_env_rules(ctx, config, deadline=deadline))
-    side.findings.extend(rulebook.run_repo_rules(model, config, changed_files=changed, deadline=deadline))
+        side.findings.extend(run_env_rules(ctx, config, deadline=deadline))
+    side.findings.extend(run_repo_rules(model, config, changed_files=changed, deadline=deadline))
     attach_places(side.findings, side.rendered)
     return side
 
@@ -157,7 +158,7 @@ def check_plain(path: Path, environment: str, config: Config, root: Path | None 
     tree = RepoTree(root or (path if path.is_dir() else path.parent))
     ctx = EnvContext(environment, objects, effective_policy(config), read_lines=tree.lines,
                      third_party=frozenset(third_party(objects, config, tree.lines)), creators=config.creators)
-    side.findings.extend(rulebook.run_env_rules(ctx, config))
+    side.findings.extend(run_env_rules(ctx, config))
     side.statuses.append(TargetStatus(path.name, environment, "ok", len(objects)))
     return side
 
