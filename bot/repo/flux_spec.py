@@ -49,12 +49,15 @@ SCHEMAS["HelmRelease"] = {
     "releaseName": str, "targetNamespace": str, "storageNamespace": str, "interval": str, "timeout": str,
     "suspend": bool, "values": dict, "valuesFrom": list, "valuesFrom[]": dict, "valuesFrom[].kind": str,
     "valuesFrom[].name": str, "valuesFrom[].valuesKey": str, "valuesFrom[].targetPath": str,
-    "valuesFrom[].optional": bool, "install": dict, "upgrade": dict, "postRenderers": list,
+    "valuesFrom[].optional": bool, "install": dict, "install.crds": str, "upgrade": dict, "postRenderers": list,
     "postRenderers[]": dict, "dependsOn": list, "dependsOn[]": dict,
 }
 SCHEMAS["GitRepository"] = {"url": str, "ref": dict, "interval": str, "suspend": bool}
-SCHEMAS["OCIRepository"] = {"url": str, "ref": dict, "interval": str}
+SCHEMAS["OCIRepository"] = {"url": str, "ref": dict, "ref.tag": str, "ref.semver": str, "ref.digest": str,
+                            "interval": str}
 SCHEMAS["HelmRepository"] = {"url": str, "type": str, "interval": str}
+SCHEMAS["HelmChart"] = {"chart": str, "version": str, "sourceRef": dict, **_under("sourceRef", _REF),
+                        "valuesFiles": list, "valuesFiles[]": str, "interval": str}
 SCHEMAS["ArtifactGenerator"] = {
     "sources": list, "sources[]": dict, **_under("sources[]", {"alias": str, **_REF}),
     "artifacts": list, "artifacts[]": dict, "artifacts[].name": str, "artifacts[].copy": list,
