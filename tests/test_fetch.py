@@ -147,6 +147,18 @@ def test_an_allow_prefix_matches_at_a_boundary_and_lifts_scheme_port_and_address
         policy.check_url("http://u:p@127.0.0.1:8080/repo/a.yaml")
 
 
+
+def test_an_oci_allow_prefix_allows_that_registrys_api_below_its_path():
+    policy = FetchPolicy(("oci://127.0.0.1:5000/charts",))
+    assert policy.check_url("http://127.0.0.1:5000/v2/charts/web/tags/list").allowed
+    assert policy.allowed("https://127.0.0.1:5000/v2/charts/web/manifests/1.0.0")
+    assert not policy.allowed("http://127.0.0.1:5000/v2/other/web/tags/list")
+    assert not policy.allowed("http://127.0.0.1:5001/v2/charts/web/tags/list")
+    whole = FetchPolicy(("oci://registry.internal",))
+    assert whole.allowed("http://registry.internal/v2/team/web/blobs/sha256:ab")
+    assert not whole.allowed("http://registry.internal.evil.com/v2/team/web")
+
+
 # --- the client --------------------------------------------------------------------------
 
 def test_a_loopback_url_without_allow_is_refused_before_any_connection(server):

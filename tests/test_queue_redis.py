@@ -2,7 +2,7 @@
 
 A session fixture starts its own redis-server (or uses REDIS_URL); under pytest-xdist each worker has
 its own, and every test its own key prefix. Without the binary the tests skip locally and fail under CI,
-which must install it (.ci/redis.sh).
+which must install it (.ci/apt.sh, from .ci/run).
 
 Leases run on Redis server time, so no clock can be injected: a test that asserts a lease still holds
 gives it LEASE seconds, far more than those steps take even on a loaded machine, and a test that needs
@@ -80,7 +80,7 @@ def redis_url(tmp_path_factory):
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; CI must install it (.ci/redis.sh)")
+            pytest.fail("redis-server is not installed; CI must install it (.ci/apt.sh, from .ci/run)")
         pytest.skip("redis-server is not installed (apt-get install redis-server, or set REDIS_URL)")
     workdir = tmp_path_factory.mktemp("redis")
     for attempt in range(5):

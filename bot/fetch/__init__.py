@@ -1,11 +1,11 @@
-"""One policed fetcher for everything infra-review downloads (remote Kustomize resources; Helm charts
-will use it too).
+"""One policed fetcher for everything infra-review downloads (remote Kustomize resources, Helm charts).
 
     policy.py    which URLs and addresses may be fetched (pure)
     http.py      the bounded client: every hop checked, DNS resolved once and connected to, caps
     cache.py     downloads on disk by URL, bounded in size and age
     remote.py    Kustomize remote references → what to download
     resources.py remote entries of a build: fetched, checked, placed in the scratch copy
+    charts.py    Helm charts from chart repositories and OCI registries (oci.py: the registry API)
 
 `FetchSettings` is what a run decides (from `.github/infra-review.yml` `fetch:`/`flux:` and the
 command line's `--offline`); `Fetcher` applies it.
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 FETCH_MAX_BYTES = int(setting("INFRA_REVIEW_FETCH_MAX_BYTES", 64 * 1024 * 1024))
 FETCH_TIMEOUT = setting("INFRA_REVIEW_FETCH_TIMEOUT", 60)
 FETCH_CACHE_MAX_AGE = setting("INFRA_REVIEW_FETCH_CACHE_MAX_AGE", 24 * 3600)
+FETCH_MAX_INDEX_BYTES = int(setting("INFRA_REVIEW_FETCH_MAX_INDEX_BYTES", 32 * 1024 * 1024))  # index.yaml, a tag page
+FETCH_MAX_CHART_BYTES = int(setting("INFRA_REVIEW_FETCH_MAX_CHART_BYTES", 16 * 1024 * 1024))  # one chart archive
+FETCH_INDEX_MAX_AGE = setting("INFRA_REVIEW_FETCH_INDEX_MAX_AGE", 300)  # seconds an index or tag list is reused
 MAX_REMOTE_DEPTH = 3  # remote resources named by fetched content, and so on: levels followed
 
 __all__ = ["FetchFailed", "FetchSettings", "Fetcher", "Refused"]
@@ -43,7 +46,9 @@ class FetchSettings:
     `enabled` False (`--offline`, `fetch: {enabled: false}`): nothing is fetched, and a remote entry is
     a notice that it was not checked. `no_remote_bases` (`flux: {no_remote_bases: true}`): the
     cluster's kustomize-controller forbids remote resources, so one is a build error. `codeload` and
-    `gitlab` are where repository archives come from (tests point them at a local server)."""
+    `gitlab` are where repository archives come from (tests point them at a local server). Helm charts
+    (bot.fetch.charts) are capped by `max_index_bytes` (an index.yaml, a page of OCI tags) and
+    `max_chart_bytes` (an archive); an index or tag list is reused for `index_max_age` seconds."""
 
     enabled: bool = True
     allow: tuple[str, ...] = ()
@@ -52,6 +57,9 @@ class FetchSettings:
     timeout: float = FETCH_TIMEOUT
     cache_max_age: float = FETCH_CACHE_MAX_AGE
     max_depth: int = MAX_REMOTE_DEPTH
+    max_index_bytes: int = FETCH_MAX_INDEX_BYTES
+    max_chart_bytes: int = FETCH_MAX_CHART_BYTES
+    index_max_age: float = FETCH_INDEX_MAX_AGE
     codeload: str = CODELOAD
     gitlab: str = GITLAB
 
@@ -94,13 +102,21 @@ class Fetcher:
             if cached is not None:
                 return cached
             try:
-                self.settings.policy.check_url(url)  # refused before anything is resolved
-                with self._lock:
-                    self.requests += 1
-                body, _final = get(url, self.settings.policy, Limits(self.settings.max_bytes, self.settings.timeout),
-                                   self.resolver)
+                body = self.download(url, self.settings.max_bytes)
             except (Refused, FetchFailed) as exc:
                 self._failed[url] = exc
                 raise
             self.cache.put(url, body)
             return body
+
+    def download(self, url: str, max_bytes: int) -> bytes:
+        """The bytes at `url` within `max_bytes`, neither cached nor remembered: for callers that cache on
+        their own terms (Helm chart indexes and archives). Refused or FetchFailed."""
+        self.settings.policy.check_url(url)  # refused before anything is resolved
+        self.counted()
+        return get(url, self.settings.policy, Limits(max_bytes, self.settings.timeout), self.resolver)[0]
+
+    def counted(self) -> None:
+        """One more request about to be sent (bot.fetch.oci sends its own)."""
+        with self._lock:
+            self.requests += 1

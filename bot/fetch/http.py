@@ -5,8 +5,8 @@ the host is resolved here (`socket.getaddrinfo`), every address it resolves to i
 connection goes to the checked address (so a second DNS answer cannot swap in a private address
 between the check and the connect) while the request carries the real Host header and, for https,
 the real server name for SNI and certificate verification. Redirects are followed by hand (at most
-MAX_REDIRECTS), each hop checked like the first. Nothing else is sent: no cookies, no Authorization,
-no proxy (the process's proxy variables are never read), `Accept-Encoding: identity` (no compressed
+MAX_REDIRECTS), each hop checked like the first. Nothing else is sent: no cookies, no Authorization
+(but the anonymous registry token bot.fetch.oci asks for, and only to the origin it was asked for), no proxy (the process's proxy variables are never read), `Accept-Encoding: identity` (no compressed
 transfer to inflate). Rendering runs in worker threads, so the call is synchronous.
 
 Limits: `max_bytes` of body (a larger Content-Length is refused before reading), `timeout` seconds
@@ -21,9 +21,9 @@ import http.client
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from bot import __version__
 from bot.fetch.policy import FetchPolicy, Refused, Target
@@ -62,10 +62,30 @@ def resolve(host: str, port: int) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: bytes  # read for a 200 only
+    url: str  # the URL that answered, after redirects
+
+
 def get(url: str, policy: FetchPolicy, limits: Limits, resolver: Resolver = resolve,
         context: ssl.SSLContext | None = None) -> tuple[bytes, str]:
     """The body of `url` and the URL it was finally served from. Refused when the policy forbids a
     hop (nothing is sent to that hop); FetchFailed for anything else that goes wrong."""
+    reply = request(url, policy, limits, resolver, context)
+    if reply.status != 200:
+        raise FetchFailed(f"{reply.url}: the server answered {reply.status}")
+    return reply.body, reply.url
+
+
+def request(url: str, policy: FetchPolicy, limits: Limits, resolver: Resolver = resolve,
+            context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None,
+            setting: str = "INFRA_REVIEW_FETCH_MAX_BYTES") -> Reply:
+    """One GET with `headers`, redirects followed, every hop checked; `Authorization` is sent to the
+    first origin only. Any final status is returned (the body read for a 200 only, within
+    `limits.max_bytes`, `setting` naming that limit); Refused or FetchFailed otherwise."""
     deadline = time.monotonic() + limits.timeout
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
@@ -73,16 +93,22 @@ def get(url: str, policy: FetchPolicy, limits: Limits, resolver: Resolver = reso
         addresses = resolver(target.host, target.port)
         for address in addresses:  # every answer must pass: a mixed answer is how rebinding is tried
             policy.check_address(target, address)
-        status, location, body = _request(target, addresses[0], limits, deadline, context)
-        if status in (301, 302, 303, 307, 308):
+        sent = {k: v for k, v in (headers or {}).items()
+                if _origin(current) == _origin(url) or k.lower() != "authorization"}
+        reply = _send(target, addresses[0], sent, limits, deadline, setting, context)
+        if reply.status in (301, 302, 303, 307, 308):
+            location = reply.headers.get("location")
             if not location:
-                raise FetchFailed(f"{target.url}: redirect ({status}) without a Location")
+                raise FetchFailed(f"{target.url}: redirect ({reply.status}) without a Location")
             current = urljoin(current, location)
             continue
-        if status != 200:
-            raise FetchFailed(f"{target.url}: the server answered {status}")
-        return body, current
+        return reply
     raise FetchFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _remaining(deadline: float, url: str, total: float) -> float:
@@ -92,9 +118,8 @@ def _remaining(deadline: float, url: str, total: float) -> float:
     return left
 
 
-def _request(target: Target, address: str, limits: Limits, deadline: float,
-             context: ssl.SSLContext | None) -> tuple[int, str | None, bytes]:
-    """(status, Location, body) of one GET to `address`; the body is read only for a 200."""
+def _send(target: Target, address: str, headers: dict[str, str], limits: Limits, deadline: float, setting: str,
+          context: ssl.SSLContext | None) -> Reply:
     try:
         sock = socket.create_connection((address, target.port),
                                         timeout=min(CONNECT_TIMEOUT, _remaining(deadline, target.url, limits.timeout)))
@@ -103,11 +128,11 @@ def _request(target: Target, address: str, limits: Limits, deadline: float,
     except OSError as exc:
         raise FetchFailed(f"{target.url}: cannot connect to {target.host} ({exc.strerror or exc})") from None
     conn = http.client.HTTPConnection(target.host, target.port)
+    limit = f" ({setting})" if setting else ""  # the limit's name, for people
     try:
         if target.scheme == "https":
-            ctx = context or ssl.create_default_context()
             try:
-                sock = ctx.wrap_socket(sock, server_hostname=target.host)
+                sock = (context or ssl.create_default_context()).wrap_socket(sock, server_hostname=target.host)
             except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
                 sock.close()
                 raise FetchFailed(f"{target.url}: TLS with {target.host} failed ({exc})") from None
@@ -115,28 +140,23 @@ def _request(target: Target, address: str, limits: Limits, deadline: float,
         sock.settimeout(_remaining(deadline, target.url, limits.timeout))
         conn.request("GET", target.path, headers={
             "Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity",
-            "Connection": "close"})
+            "Connection": "close",
+            **headers})
         response = conn.getresponse()
-        status = response.status
-        if status != 200:
-            return status, response.getheader("Location"), b""
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-            raise FetchFailed(f"{target.url}: {int(declared)} bytes, over the {limits.max_bytes} byte limit "
-                              f"(INFRA_REVIEW_FETCH_MAX_BYTES)")
+        names = {k.lower(): v for k, v in response.getheaders()}
+        if response.status != 200:
+            return Reply(response.status, names, b"", target.url)
+        declared = names.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_bytes:
+            raise FetchFailed(f"{target.url}: {int(declared)} bytes, over the {limits.max_bytes} byte limit{limit}")
         body = bytearray()
-        while True:
-            sock.settimeout(_remaining(deadline, target.url, limits.timeout))
-            chunk = response.read1(_CHUNK)
-            if not chunk:
-                break
+        for chunk in _chunks(response, sock, deadline, target.url, limits.timeout):
             body += chunk
             if len(body) > limits.max_bytes:
-                raise FetchFailed(f"{target.url}: more than {limits.max_bytes} bytes, the size limit "
-                                  f"(INFRA_REVIEW_FETCH_MAX_BYTES)")
-        if response.length:  # fewer bytes than the Content-Length said: the connection was cut
+                raise FetchFailed(f"{target.url}: more than {limits.max_bytes} bytes, the size limit{limit}")
+        if response.length:
             raise FetchFailed(f"{target.url}: the connection closed {response.length} bytes short")
-        return status, None, bytes(body)
+        return Reply(200, names, bytes(body), target.url)
     except (Refused, FetchFailed):
         raise
     except TimeoutError:
@@ -146,3 +166,14 @@ def _request(target: Target, address: str, limits: Limits, deadline: float,
         raise FetchFailed(f"{target.url}: {type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
+
+
+def _chunks(response: http.client.HTTPResponse, sock: socket.socket, deadline: float, url: str,
+            total: float) -> Iterator[bytes]:
+    """The body in chunks, the clock checked before each (a server sending one byte a second is cut off)."""
+    while True:
+        sock.settimeout(_remaining(deadline, url, total))
+        chunk = response.read1(_CHUNK)
+        if not chunk:
+            return
+        yield chunk

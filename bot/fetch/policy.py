@@ -8,7 +8,8 @@ reserved and unspecified addresses are refused, and so are IPv6 forms that embed
 (`fetch: {allow: [...]}`): a URL under one may also be `http`, use another port and reach a private
 address. Credentials are refused everywhere: the fetcher never sends any.
 
-A prefix matches at a boundary: `https://charts.internal` allows `https://charts.internal/x` and
+An `oci://host/path` prefix allows that registry's API below the path (`http(s)://host/v2/path/...`),
+or the whole host when it has no path. A prefix matches at a boundary: `https://charts.internal` allows `https://charts.internal/x` and
 `https://charts.internal:8443/x` only when written with that port, never
 `https://charts.internal.example.com/`.
 """
@@ -71,6 +72,16 @@ def under_prefix(url: str, prefix: str) -> bool:
     return len(url) == len(prefix) or prefix.endswith("/") or url[len(prefix)] in "/?#"
 
 
+def _as_http(prefix: str) -> tuple[str, ...]:
+    """An `oci://host[:port][/path]` prefix as the registry API URLs it stands for (`http(s)://host/v2/path`;
+    the whole host when no path is given); any other prefix as it is."""
+    if not prefix.lower().startswith("oci://"):
+        return (prefix,)
+    host, _, path = prefix[6:].partition("/")
+    below = f"/v2/{path}" if path.strip("/") else ""
+    return tuple(f"{scheme}://{host}{below}" for scheme in ("https", "http"))
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     """The rules for one repository: `allow` is its list of URL prefixes."""
@@ -78,7 +89,7 @@ class FetchPolicy:
     allow: tuple[str, ...] = ()
 
     def allowed(self, url: str) -> bool:
-        return any(under_prefix(url, p) for p in self.allow)
+        return any(under_prefix(url, q) for p in self.allow for q in _as_http(p))
 
     def check_url(self, url: str) -> Target:
         """The URL split into what to connect to; Refused when its form is not allowed (before any
