@@ -31,6 +31,12 @@ is a parser of data and imports nothing from `rules`.
       allow: ["http://charts.internal/"]     # URL prefixes that may be http:// and on private addresses
     flux:
       no_remote_bases: false                 # the kustomize-controller runs with --no-remote-bases
+    kubernetes:                              # what charts see as .Capabilities when rendered
+      version: "1.33.0"
+      api_versions: [monitoring.coreos.com/v1]
+    helm:
+      vendor_charts:                         # objects installed by charts from outside the repository:
+        skip_rules: [missing-labels]         # rules not run on them (the team cannot edit the chart)
     third_party: ["vendor/**"]               # manifests that are not the team's own (vendored, generated)
     creators:                                # objects that create others the repository never writes
       - {kind: EventListener, group: triggers.tekton.dev, creates: {kind: Service, name: "el-{name}"}}
@@ -51,7 +57,9 @@ from bot.policy import default_policy
 from bot.quantity import parse_quantity
 
 TOP_KEYS = ("environments", "rules", "policy", "ignore", "fail_on", "comments", "forbid_suppression", "fetch",
-            "flux", "third_party", "creators")
+            "flux", "third_party", "creators", "kubernetes", "helm")
+DEFAULT_KUBE_VERSION = "1.33.0"  # a current stable release; bot.render.helm's default too
+VENDOR_SKIP_RULES = ("missing-labels",)
 FAIL_ON = ("new", "all")
 COMMENT_MODES = ("added", "diff", "none")
 OFF = "off"
@@ -98,6 +106,9 @@ class Config:
     no_remote_bases: bool = False
     third_party: tuple[str, ...] = ()
     creators: tuple[Creator, ...] = ()
+    kube_version: str = DEFAULT_KUBE_VERSION
+    api_versions: tuple[str, ...] = ()
+    vendor_skip_rules: frozenset[str] = frozenset(VENDOR_SKIP_RULES)
 
     def is_third_party(self, path: str | None) -> bool:
         """Whether the repository's `third_party` globs name `path` (vendored or generated manifests
@@ -352,6 +363,18 @@ def parse_config(text: str | None, catalogue: Iterable[KnownRule] | None = None)
             raise ConfigError(f"forbid_suppression: {rid!r} is not a rule id")
     fetch = _mapping(raw.get("fetch"), "fetch", ("enabled", "allow"))
     flux = _mapping(raw.get("flux"), "flux", ("no_remote_bases",))
+    kube = _mapping(raw.get("kubernetes"), "kubernetes", ("version", "api_versions"))
+    version = str(kube.get("version", DEFAULT_KUBE_VERSION))
+    if not re.fullmatch(r"v?\d+\.\d+(?:\.\d+)?", version):
+        raise ConfigError(f"kubernetes.version: {version!r} is not a Kubernetes version such as 1.33.0")
+    vendor = _mapping(_mapping(raw.get("helm"), "helm", ("vendor_charts",)).get("vendor_charts"),
+                      "helm.vendor_charts", ("skip_rules",))
+    skip = _strings(vendor.get("skip_rules", list(VENDOR_SKIP_RULES)), "helm.vendor_charts.skip_rules")
+    if "skip_rules" in vendor and skip:
+        known_ids = _known(given)
+        for rid in skip:
+            if rid not in known_ids:
+                raise ConfigError(f"helm.vendor_charts.skip_rules: {rid!r} is not a rule id")
     return Config(
         aliases=aliases,
         env_paths=env_paths,
@@ -367,6 +390,9 @@ def parse_config(text: str | None, catalogue: Iterable[KnownRule] | None = None)
         no_remote_bases=_boolean(flux.get("no_remote_bases", False), "flux.no_remote_bases"),
         third_party=_strings(raw.get("third_party"), "third_party"),
         creators=_creators(raw.get("creators")),
+        kube_version=version.removeprefix("v") + (".0" if version.count(".") == 1 else ""),
+        api_versions=_strings(kube.get("api_versions"), "kubernetes.api_versions"),
+        vendor_skip_rules=frozenset(skip),
     )
 
 

@@ -269,16 +269,18 @@ def only_this_environment(ctx: EnvContext, file: str | None) -> bool:
 def replace_scalar_line(ctx: EnvContext, obj: RenderedObject, path: str, new_value: str) -> Suggestion | None:
     """Suggest `key: new_value` for the single source line that set the scalar at `path` (this
     environment's value: only in a file no other environment reads). A kustomization field is
-    rewritten only where its line holds the same key (a label map's `key: value`)."""
+    rewritten only where its line holds the same key (a label map's `key: value`). A value a chart
+    printed from a HelmRelease's values (`via == "values"`) is rewritten at that values key
+    (`replicaCount: 3` for `spec.replicas`)."""
     origin = obj.origin(path)
     where = origin.span()
-    if origin.via not in ("manifest", "patch", "kustomization") or where is None or where[2] != where[1]:
+    if origin.via not in ("manifest", "patch", "kustomization", "values") or where is None or where[2] != where[1]:
         return None
     file, line, _ = where
     if not only_this_environment(ctx, file):
         return None
     text = source_line(ctx, file, line)
-    key = parse_path(path)[-1]
+    key = parse_path(origin.detail if origin.via == "values" else path)[-1]
     m = re.match(
         r"^(\s*(?:-\s+)?)(['\"]?)" + re.escape(str(key)) + r"\2(\s*:\s*)([^#]*?)(\s*#.*)?$", text or ""
     )
@@ -302,12 +304,12 @@ def describe_value(value: str) -> str:
 FLUX_SYSTEM = "flux-system"
 
 
-def opaque_namespaces(objects: Iterable[RenderedObject]) -> set[str]:
-    """Namespaces whose objects we cannot all see offline: those a HelmRelease installs into (charts
-    are not rendered) and `flux-system` (Flux's own controllers and Services come from its install)."""
+def opaque_namespaces(ctx: EnvContext) -> set[str]:
+    """Namespaces whose objects we cannot all see: those a HelmRelease whose chart was not rendered
+    installs into, and `flux-system` (Flux's own controllers and Services come from its install)."""
     out = {FLUX_SYSTEM}
-    for obj in objects:
-        if obj.kind == "HelmRelease" and obj.id.group == "helm.toolkit.fluxcd.io":
+    for obj in ctx.objects:
+        if obj.kind == "HelmRelease" and obj.id.group == "helm.toolkit.fluxcd.io" and obj.id not in ctx.rendered_releases:
             spec = obj.obj.get("spec")
             target = spec.get("targetNamespace") if isinstance(spec, dict) else None
             out.add(str(target or obj.namespace or "default"))

@@ -57,17 +57,18 @@ def _helmrelease(ctx: EnvContext, rule: Rule, obj: RenderedObject, forbidden: li
                 ctx,
                 obj,
                 path,
-                f"{obj.id} sets the image tag {path} to {tag!r}: it {why.removeprefix('uses ')}, so the "
+                f"{obj.id} sets the image tag {path} to {tag!r}: the image {why}, so the "
                 f"release changes without a commit and a rollback returns whatever the tag points at now.",
             )
 
 
-_NEW_TAG = re.compile(r"^(\s*(?:-\s+)?newTag:[ \t]*)(['\"]?)[^'\"#\s]*\2([ \t]*(?:#.*)?)$")
+# An `images:` entry's `newTag:`, or a chart's `tag:` in a HelmRelease's values.
+_NEW_TAG = re.compile(r"^(\s*(?:-\s+)?(?:newTag|tag):[ \t]*)(['\"]?)[^'\"#\s]*\2([ \t]*(?:#.*)?)$")
 
 
 def tag_from_base(f: Finding, now: RenderedObject, was: RenderedObject, lines: list[str]) -> Suggestion | None:
     """The version the image had on the base revision, written where the floating tag is set now (an
-    `image:` line or an `images:` entry's `newTag:`), when the base pinned the same image."""
+    `image:` line, an `images:` entry's `newTag:` or a values `tag:`), when the base pinned the same image."""
     image, before = now.value(f.located or ""), was.value(f.located or "")
     line = f.origin.line or 0
     if not isinstance(image, str) or not isinstance(before, str) or not 0 < line <= len(lines):
@@ -106,7 +107,8 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                     container=c.name,
                 )
     for obj in ctx.objects:
-        if is_kind(obj, "HelmRelease", "helm.toolkit.fluxcd.io"):
+        # A rendered release is judged by the images its chart prints (above), located at its values.
+        if is_kind(obj, "HelmRelease", "helm.toolkit.fluxcd.io") and obj.id not in ctx.rendered_releases:
             yield from _helmrelease(ctx, rule, obj, forbidden, pinned)
 
 

@@ -34,7 +34,7 @@ def _defined_elsewhere(ctx: EnvContext, services: dict[tuple[str, str], Rendered
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     services = {(o.namespace, o.name): o for o in ctx.objects if is_kind(o, "Service", "")}
-    opaque = opaque_namespaces(ctx.objects)
+    opaque = opaque_namespaces(ctx)
     created = created_in(ctx)
     for route in ctx.objects:
         spec = route.obj.get("spec")

@@ -41,7 +41,7 @@ def _selects_nothing(svc_label: str, selector: dict[str, Any], namespace: str, e
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
     pods = list(workloads(ctx.objects))
-    opaque = opaque_namespaces(ctx.objects)
+    opaque = opaque_namespaces(ctx)
     created = created_in(ctx)
     for svc in ctx.objects:
         spec = svc.obj.get("spec")

@@ -18,7 +18,7 @@ from rules.base import Rule
 
 LEAVES = ("bot.config", "bot.policy", "bot.quantity", "bot.catalogue")
 # Rules with no check of their own: the pipeline makes their findings from what the renderer reports.
-MADE_BY_PIPELINE = {"build-error", "remote-unchecked"}
+MADE_BY_PIPELINE = {"build-error", "remote-unchecked", "chart-error", "chart-unavailable", "chart-lint"}
 # Environment rules with a repository part (files that no target renders).
 ENV_AND_REPO = {"hardcoded-secret"}
 

@@ -34,7 +34,7 @@ def test_readme_tables_match_the_check(tmp_path):
     report = run_check(head, REPO / "examples" / "repo", Config.default())
     got = {(f.rule, f.environment, f.severity, f.origin.file, f.origin.line, f.new) for f in report.findings}
     want = expected()
-    assert len(want) == 10
+    assert len(want) == 12
     assert got == want
 
 
@@ -56,3 +56,21 @@ def test_the_removed_limits_suggestion_restores_a_valid_block(tmp_path):
     container = yaml.safe_load(fixed)["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi"}
     assert container["resources"]["requests"]["memory"] == "512Mi"
+
+
+def test_findings_in_the_charts_output_are_fixed_in_the_helmreleases_values(tmp_path):
+    """The search chart's Deployment is judged like any other; the fix is at the values key the chart
+    reads, in the HelmRelease the pull request changed."""
+    head = tmp_path / "head"
+    shutil.copytree(REPO / "examples" / "repo", head)
+    subprocess.run(["git", "apply", str(REPO / "examples" / "pull-request.patch")], cwd=head, check=True,
+                   capture_output=True)
+    report = run_check(head, REPO / "examples" / "repo", Config.default())
+    search = {f.rule: f for f in report.findings if f.origin.file == "clusters/production/search.yaml"}
+    assert set(search) == {"single-replica", "latest-tag"}
+    replicas, tag = search["single-replica"], search["latest-tag"]
+    assert replicas.resource is not None and str(replicas.resource) == "Deployment/production/search"
+    assert replicas.suggestion is not None and replicas.suggestion.text == "    replicaCount: 3"
+    assert "values key `replicaCount`" in replicas.message
+    assert tag.suggestion is not None and tag.suggestion.text == '      tag: "1.4.2"'
+    assert any("3 HelmReleases: 3 rendered" in note for note in report.notes)

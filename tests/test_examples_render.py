@@ -175,6 +175,7 @@ def test_patch_is_a_git_diff_of_the_documented_files():
         "overlays/production/web/patch-deployment.yaml",
         "overlays/production/worker/patch-deployment.yaml",
         "overlays/staging/api/patch-deployment.yaml",
+        "clusters/production/search.yaml",
     }
     assert added == {"overlays/staging/cache/kustomization.yaml", "overlays/staging/cache/cache.yaml"}
     assert all((EXAMPLE / p).is_file() for p in modified) and not any((EXAMPLE / p).exists() for p in added)

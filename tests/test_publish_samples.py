@@ -72,7 +72,7 @@ def test_json_has_exactly_the_documented_shape() -> None:
     doc = to_json(sample_report())
     assert list(doc) == ["version", "tool", "targets", "findings", "summary", "notes"]
     assert doc["version"] == 1
-    assert doc["tool"] == {"name": "infra-review", "version": "0.1.0", "kustomize": "v5.5.0"}
+    assert doc["tool"] == {"name": "infra-review", "version": "0.1.0", "kustomize": "v5.5.0", "helm": ""}
     assert doc["targets"][2] == {"path": "overlays/production/broken", "environment": "production",
                                  "status": "error", "resources": 0}
     assert doc["summary"] == {"errors": 3, "warnings": 1, "notices": 0, "new": 3, "suppressed": 1}

@@ -124,7 +124,11 @@ def test_a_guessed_environment_and_unrendered_helm_releases_are_said_in_every_fo
     report = check(tmp_path)
     guessed = next(n for n in report.notes if "could not be told" in n)
     assert "`deploy`" in guessed and "environments.paths" in guessed
-    assert any("1 HelmRelease found but not rendered" in n for n in report.notes)
+    assert any("1 HelmRelease: 0 rendered (0 objects checked), 1 not rendered (chart not available here, see "
+               "chart-unavailable)" in n for n in report.notes)
+    (notice,) = [f for f in report.findings if f.rule == "chart-unavailable"]
+    assert "HelmRepository/apps/podinfo is not defined in this repository" in notice.message
+    assert notice.origin.file == "deploy/release.yaml" and notice.severity == "notice"
     sarif = to_sarif(report)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     outputs = {
         "text": render_text(report), "github": render_github(report),
@@ -184,6 +188,9 @@ def test_an_environment_is_named_once_in_a_comment_header():
 
 def test_a_floating_tag_is_suggested_back_to_the_tag_the_base_had(pr_repo):
     doc = json.loads(cli(str(pr_repo), "--base", "main", "--format", "json").stdout)
-    (tag,) = [f for f in doc["findings"] if f["rule"] == "latest-tag"]
+    tag, chart = sorted((f for f in doc["findings"] if f["rule"] == "latest-tag"), key=lambda f: f["file"], reverse=True)
     assert (tag["file"], tag["line"], tag["suggestion"]) == (
         "overlays/production/api/kustomization.yaml", 12, '    newTag: "1.4.2"')
+    # The same for a chart's image, at the HelmRelease's values key the chart reads.
+    assert (chart["file"], chart["line"], chart["suggestion"]) == ("clusters/production/search.yaml", 19,
+                                                                   '      tag: "1.4.2"')

@@ -20,6 +20,7 @@ from bot.fetch import FetchSettings
 from bot.model import Target
 from bot.render.build import Rendered, Renderer
 from bot.render.kustomize import RendererMissing
+from bot.render.releases import Release
 from bot.repo.discover import RepoModel
 from bot.repo.tree import find_root
 
@@ -41,7 +42,7 @@ def leaves(value: Any, prefix: str = ""):
 
 def show_origins(rendered: Rendered, out) -> None:
     """Every scalar of every object with the source line that set it, for people."""
-    for ro in rendered.objects:
+    for ro in rendered.applied:
         out.write(f"# {ro.id}\n")
         for path, value in leaves(ro.obj):
             origin = ro.origin(path)
@@ -139,10 +140,46 @@ def run(args: argparse.Namespace) -> int:
             env = f", environment {target.environment}" if target.environment else ""
             sys.stdout.write(("" if i == 0 else "---\n") + f"# Flux Kustomization {flux.namespace}/{flux.name} "
                              f"({flux.file}{env})\n")
+        if args.flux:
+            status = max(status, _releases(model, rendered, args))
         if args.origins:
             show_origins(rendered, sys.stdout)
         else:
             sys.stdout.write(rendered.text)
+            for release in rendered.releases:
+                sys.stdout.write(release_text(release))
         for note in rendered.notes:
             print(f"note: {note}", file=sys.stderr)
     return status
+
+
+def _releases(model: RepoModel, rendered: Rendered, args: argparse.Namespace) -> int:
+    """Render the target's HelmReleases as Flux's helm-controller would (bot.render.releases); 1 when one
+    of them cannot be installed, with Helm's sentence."""
+    from bot.cli.check import load_config
+    from bot.deadline import Deadline
+    from bot.review.pipeline import render_releases
+
+    config = load_config(getattr(args, "config", None), model.tree.root)
+    renderer = Renderer(model, fetch=fetch_settings(args, model.tree.root))
+    rendered.releases, _version = render_releases(model, config, renderer, [rendered], Deadline())
+    status = 0
+    for release in rendered.releases:
+        if release.status != "rendered":
+            origin = release.origin
+            print(f"note: {origin}: HelmRelease {release.hr.namespace}/{release.hr.name} not rendered "
+                  f"({release.status}): {release.reason}", file=sys.stderr)
+            status = status or int(release.status == "error")
+    return status
+
+
+def release_text(release: Release) -> str:
+    """What a rendered HelmRelease installs, as YAML documents after a comment naming it."""
+    import yaml
+
+    if release.status != "rendered":
+        return ""
+    head = f"---\n# HelmRelease {release.hr.namespace}/{release.hr.name}: release {release.hr.release_name} " \
+           f"in {release.hr.release_namespace}, chart {release.chart}\n"
+    docs = [yaml.safe_dump(ro.obj, sort_keys=False) for ro in release.objects]
+    return head + "---\n".join(docs)

@@ -125,7 +125,8 @@ def check_summary(report: Report, fail_on: str = "new") -> str:
         lines += ["", "### Targets", "", "| Target | Environment | Status | Resources |", "|---|---|---|--:|"]
         lines += [f"| {escape.cell(escape.code(t.path))} | {escape.inline(t.environment or '—')} | {t.status} "
                   f"| {t.resources} |" for t in report.targets]
-    lines += ["", f"infra-review {report.tool_version} · kustomize {report.kustomize_version or 'unknown'}"]
+    lines += ["", f"infra-review {report.tool_version} · kustomize {report.kustomize_version or 'unknown'}"
+                  + (f" · helm {report.helm_version}" if report.helm_version else "")]
     return truncate("\n".join(lines))
 
 

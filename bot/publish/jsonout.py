@@ -15,7 +15,8 @@ def to_json(report: Report) -> dict[str, Any]:
     `summary.suppressed`, never in errors/warnings/notices/new. `notes` say what was not checked."""
     return {
         "version": JSON_VERSION,
-        "tool": {"name": TOOL_NAME, "version": report.tool_version, "kustomize": report.kustomize_version},
+        "tool": {"name": TOOL_NAME, "version": report.tool_version, "kustomize": report.kustomize_version,
+                 "helm": report.helm_version},
         "targets": [
             {"path": t.path, "environment": t.environment, "status": t.status, "resources": t.resources}
             for t in report.targets

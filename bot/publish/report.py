@@ -53,6 +53,7 @@ class Report:
     targets: list[TargetStatus] = field(default_factory=list)
     tool_version: str = "0.0.0"
     kustomize_version: str = ""
+    helm_version: str = ""  # when HelmReleases were rendered
     rules: Mapping[str, RuleMeta] = field(default_factory=dict)
     head_sha: str | None = None
     # What was not checked, or checked on an assumption, said in every output's summary so a green

@@ -117,6 +117,7 @@ def to_sarif(report: Report) -> dict[str, Any]:
             {"level": "note", "message": {"text": note}} for note in report.notes]}],
         "properties": {
             "kustomize": report.kustomize_version,
+            "helm": report.helm_version,
             "targets": [{"path": t.path, "environment": t.environment, "status": t.status,
                          "resources": t.resources} for t in report.targets],
         },

@@ -61,7 +61,8 @@ def summary_line(report: Report, fail_on: str = "new") -> str:
     `2 new errors in production (1 existing) — 3 targets checked (Kustomize v5.5.0)`."""
     line = f"{escape.one_line(headline(report, fail_on))} — {plural(len(report.targets), 'target')} checked"
     if report.kustomize_version:
-        line += f" (Kustomize {report.kustomize_version})"
+        helm = f", Helm {report.helm_version}" if report.helm_version else ""
+        line += f" (Kustomize {report.kustomize_version}{helm})"
     return line
 
 

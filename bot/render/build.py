@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -50,6 +50,9 @@ from bot.repo.graph import Inputs
 from bot.repo.kustomization import BuildError, locate_error
 from bot.repo.tree import KUSTOMIZATION_NAMES, PathEscape
 from bot.yamlpos import MAX_DEPTH, YamlDoc, YamlError, load_docs
+
+if TYPE_CHECKING:
+    from bot.render.releases import Release
 
 CACHE_VERSION = "4"  # 4: Flux targets without load restrictions, remote entries fetched
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -91,10 +94,16 @@ class Rendered:
     # When the build failed once the unfetched entries were left out: kustomize's sentence. The target
     # is then not an error (Flux fetches them) but unchecked, and `error` stays None.
     unbuilt: str | None = None
+    releases: list[Release] = field(default_factory=list)  # its HelmReleases (bot.render.releases)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def applied(self) -> list[RenderedObject]:
+        """Everything Flux applies for the target: its objects and what its rendered HelmReleases install."""
+        return self.objects + [ro for release in self.releases for ro in release.objects]
 
 
 class DiskCache(BoundedFolder):

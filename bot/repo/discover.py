@@ -18,6 +18,7 @@ from bot.repo.environments import env_from_path, overlay_env
 from bot.repo.flux_spec import checked_spec
 from bot.repo.graph import Graph, Inputs, touches
 from bot.repo.kustomization import BuildError
+from bot.repo.release_inputs import release_inputs
 from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape, RepoTree
 from bot.yamlpos import YamlDoc, YamlError
 
@@ -325,7 +326,9 @@ class RepoModel:
 
     def affected(self, changed: Iterable[str] = (), deleted: Iterable[str] = (),
                  renamed: Iterable[tuple[str, str]] = (), previous: RepoModel | None = None) -> list[Target]:
-        """Targets whose rendered output a change to these paths can alter (renames count both paths).
+        """Targets whose rendered output a change to these paths can alter (renames count both paths),
+        HelmReleases included: their charts, values files and the sources they name
+        (bot.repo.release_inputs).
 
         With `previous` (the other side of the change), a target that did not exist there is
         affected too: deleting a Flux Kustomization turns the overlay it applied into a target of
@@ -348,6 +351,8 @@ class RepoModel:
                 # an edit elsewhere in the file cannot change the output.
                 relevant = paths - {t.flux.file}
             if any(touches(self.inputs(t), p) for p in relevant):
+                out.append(t)
+            elif any(release_inputs(self, t).touched_by(p) for p in paths):
                 out.append(t)
         return out
 

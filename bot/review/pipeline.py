@@ -8,6 +8,8 @@ policed fetcher, for remote Kustomize resources (bot.fetch; off with `fetch: {en
 from __future__ import annotations
 
 import difflib
+import posixpath
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +25,14 @@ from bot.objects import EnvContext, RenderedObject
 from bot.plain import load_plain
 from bot.publish.report import Report, TargetStatus, plural
 from bot.render.build import DiskCache, Rendered, Renderer
+from bot.render.helm import Helm, HelmMissing, find_helm
 from bot.render.kustomize import Kustomize, find_kustomize
+from bot.render.releases import Release, ReleaseRenderer, chart_folders, copy_chart, is_helm_release
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.run_rules import run_env_rules, run_repo_rules
 from bot.yamlpos import YamlError
-from rules import remote_unchecked
+from rules import chart_error, chart_lint, chart_unavailable, remote_unchecked
 from rules.hardcoded_secret import redact, secret_values
 from rules.thirdparty import third_party
 
@@ -55,6 +59,8 @@ class Side:
     rendered: list[Rendered] = field(default_factory=list)
     model: RepoModel | None = None
     third_party: int = 0  # objects from vendored or generated files, over every environment
+    releases: list[Release] = field(default_factory=list)  # every HelmRelease of the rendered targets
+    helm_version: str = ""  # the engine that rendered them
 
 
 def make_model(root: Path, config: Config) -> RepoModel:
@@ -88,18 +94,63 @@ def _build_error(target: Target, rendered: Rendered, model: RepoModel, policy: d
 
 def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, config: Config,
                          changed: frozenset[str] | None) -> list[EnvContext]:
-    """Group rendered objects by environment; an object rendered by two targets counts once."""
+    """Group what Flux applies by environment (Kustomize output and what its HelmReleases install); an
+    object rendered by two targets counts once."""
     by_env: dict[str, dict[ResourceId, RenderedObject]] = {}
+    vendor: dict[str, set[ResourceId]] = {}
+    shown: dict[str, set[ResourceId]] = {}
     for r in rendered:
         env = r.target.environment or DEFAULT_ENVIRONMENT
         bucket = by_env.setdefault(env, {})
-        for ro in r.objects:
+        for ro in r.applied:
             bucket.setdefault(ro.id, ro)
+        vendor.setdefault(env, set()).update(ro.id for release in r.releases if release.chart is not None
+                                             and not release.chart.in_repository for ro in release.objects)
+        shown.setdefault(env, set()).update(release.hr_object.id for release in r.releases
+                                            if release.status == "rendered")
     policy = effective_policy(config)
     read = model.tree.lines if model else (lambda _f: [])
     return [EnvContext(env, list(objs.values()), policy, repo=model, read_lines=read, changed_files=changed,
-                       third_party=frozenset(third_party(objs.values(), config, read)), creators=config.creators)
+                       third_party=frozenset(third_party(objs.values(), config, read)), creators=config.creators,
+                       vendor_chart=frozenset(vendor.get(env, ())), rendered_releases=frozenset(shown.get(env, ())))
             for env, objs in sorted(by_env.items())]
+
+
+def lint_charts(model: RepoModel, config: Config, changed: frozenset[str] | None, deadline: Deadline) -> list[Finding]:
+    """`helm lint` of every chart folder of the repository (those a change touched, in a review), as
+    chart-lint findings; nothing when no Helm engine is installed (the releases say so)."""
+    folders = [f for f in chart_folders(model.tree) if not config.is_ignored(f)
+               and (changed is None or any(p == f or p.startswith(f.rstrip("/") + "/") or f == "." for p in changed))]
+    if not folders or config.severity_for(chart_lint.RULE, None) is None:
+        return []
+    try:
+        helm = find_helm()
+    except HelmMissing:
+        return []
+    out: list[Finding] = []
+    with tempfile.TemporaryDirectory(prefix="infra-review-lint-") as tmp:
+        for i, folder in enumerate(folders):
+            deadline.check()
+            chart = copy_chart(model.tree, folder, Path(tmp) / str(i) / posixpath.basename(folder.rstrip("/") or "chart"))
+            out.extend(chart_lint.findings(folder, helm.lint(chart, {}, config.kube_version, deadline), config))
+    return [f for f in out if not config.is_ignored(f.origin.file)]
+
+
+def render_releases(model: RepoModel, config: Config, renderer: Renderer, rendered: list[Rendered],
+                    deadline: Deadline) -> tuple[list[Release], str]:
+    """What the HelmReleases of the built targets install (bot.render.releases), charts fetched through
+    the renderer's fetcher unless fetching is off; and the Helm version that rendered them."""
+    if not any(is_helm_release(ro) for r in rendered for ro in r.objects):
+        return [], ""
+    try:
+        helm: Helm | None = find_helm()
+        missing = ""
+    except HelmMissing as exc:
+        helm, missing = None, str(exc)
+    fetcher = renderer.remote.fetcher if renderer.fetch is not None and renderer.fetch.enabled else None
+    releases = ReleaseRenderer(model, helm, renderer.kustomize, fetcher, kube_version=config.kube_version,
+                               api_versions=config.api_versions, deadline=deadline, missing_engine=missing)
+    return releases.render_all(rendered), helm.version if helm is not None else ""
 
 
 def check_repository(model: RepoModel, config: Config, *, targets: list[Target] | None = None,
@@ -114,6 +165,8 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
     renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
                         fetch=FetchSettings.from_config(config))
     side.rendered = renderer.render_all(todo)
+    side.releases, side.helm_version = render_releases(model, config, renderer, [r for r in side.rendered if r.ok],
+                                                       deadline)
     policy = effective_policy(config)
     for r in side.rendered:
         side.statuses.append(TargetStatus(r.target.path, r.target.environment or DEFAULT_ENVIRONMENT,
@@ -122,10 +175,12 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
             side.findings.append(_build_error(r.target, r, model, policy))
         side.findings.extend(remote_unchecked.findings(r.unfetched, r.target.path, r.target.environment
                                                        or DEFAULT_ENVIRONMENT, config, r.unbuilt))
+        side.findings.extend(chart_error.findings(r.releases, config) + chart_unavailable.findings(r.releases, config))
     for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, changed):
         side.third_party += len(ctx.third_party)
         side.findings.extend(run_env_rules(ctx, config, deadline=deadline))
     side.findings.extend(run_repo_rules(model, config, changed_files=changed, deadline=deadline))
+    side.findings.extend(lint_charts(model, config, changed, deadline))
     attach_places(side.findings, side.rendered)
     return side
 
@@ -134,7 +189,7 @@ def attach_places(findings: list[Finding], rendered: list[Rendered]) -> None:
     """Give each finding the documents that define or patch its resource (for review anchors)."""
     index: dict[tuple[str, ResourceId], RenderedObject] = {}
     for r in rendered:
-        for ro in r.objects:
+        for ro in r.applied:
             index.setdefault((r.target.path, ro.id), ro)
     for f in findings:
         placed = index.get((f.target or "", f.resource)) if f.resource else None
@@ -184,7 +239,7 @@ def removal_point(before: list[str], after: list[str], line: int) -> int | None:
 def _objects(side: Side) -> dict[tuple[str, str, ResourceId], RenderedObject]:
     index: dict[tuple[str, str, ResourceId], RenderedObject] = {}
     for r in side.rendered:
-        for ro in r.objects:
+        for ro in r.applied:
             index.setdefault((r.target.path, r.target.environment or DEFAULT_ENVIRONMENT, ro.id), ro)
     return index
 
@@ -232,7 +287,7 @@ def make_report(side: Side, findings: list[Finding], kustomize: Kustomize | None
                 notes: list[str] | None = None) -> Report:
     findings = sorted(findings, key=lambda f: (f.environment or "", f.origin.file or "", f.origin.line or 0, f.rule))
     return Report(findings=findings, targets=side.statuses, tool_version=__version__,
-                  kustomize_version=kustomize.version if kustomize else "",
+                  kustomize_version=kustomize.version if kustomize else "", helm_version=side.helm_version,
                   rules={r.id: r for r in rulebook.all_rules()}, head_sha=head_sha, notes=notes or [])
 
 
@@ -295,16 +350,27 @@ def coverage_notes(model: RepoModel, side: Side, config: Config) -> list[str]:
     if failed:
         notes.append(f"{plural(len(failed), 'target')} of {len(rendered)} could not be built ({_some(failed)}): "
                      f"nothing in them was checked (see the build-error findings).")
-    releases = sum(1 for r in rendered for ro in r.objects
-                   if ro.kind == "HelmRelease" and ro.id.group == "helm.toolkit.fluxcd.io")
+    releases = [release for r in rendered for release in r.releases]
     if releases:
-        notes.append(f"{plural(releases, 'HelmRelease')} found but not rendered: the objects their charts "
-                     f"install are not checked yet.")
+        notes.append(release_note(releases))
     if side.third_party:
         notes.append(f"{plural(side.third_party, 'object')} from vendored or generated files (Flux's own install, "
                      f"`third_party` globs) were not judged by the rules for the team's own workloads; the "
                      f"security rules still apply to them.")
     return notes
+
+
+def release_note(releases: list[Release]) -> str:
+    """How many HelmReleases were rendered, and why the others were not."""
+    rendered = sum(1 for r in releases if r.status == "rendered")
+    objects = sum(len(r.objects) for r in releases)
+    said = f"{plural(len(releases), 'HelmRelease')}: {rendered} rendered ({plural(objects, 'object')} checked)"
+    for status, meaning in (("unavailable", "chart not available here, see chart-unavailable"),
+                            ("error", "Flux would fail, see chart-error"), ("suspended", "suspended")):
+        n = sum(1 for r in releases if r.status == status)
+        if n:
+            said += f", {n} not rendered ({meaning})"
+    return said + "."
 
 
 def in_scope(path: str | None, scope: str | None) -> bool:

@@ -50,11 +50,26 @@ def run_env_rules(ctx: EnvContext, config: Config | None = None, deadline: Deadl
         for f in check(ctx, effective):
             if config.is_ignored(f.origin.file) or (rule.own_workloads and f.resource in ctx.third_party):
                 continue
+            if rule.id in config.vendor_skip_rules and f.resource in ctx.vendor_chart:
+                continue
             if overridden:
                 f.severity = severity
+            f.message += _chart_source(f)
             forbidden = rule.id in config.forbid_suppression
             out.append(apply_suppressions(f, by_id.get(f.resource, []) if f.resource else [], forbidden))
     return out
+
+
+def _chart_source(f: Finding) -> str:
+    """Where in a chart a finding on chart output comes from, said in the message (bot.render.chart_origin)."""
+    via, detail = f.origin.via, f.origin.detail
+    if via in ("values", "values-part") and detail:
+        return f" The chart takes it from the values key `{detail}`."
+    if via == "template" or (via == "enclosing" and detail.startswith(("templates/", "charts/")) or "/templates/" in detail):
+        return f" It is written by the chart's template `{f.origin.file}`."
+    if via == "chart":
+        return " It comes from the HelmRelease's chart, which sets it without a values key for it."
+    return ""
 
 
 def run_repo_rules(
