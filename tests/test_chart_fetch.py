@@ -614,3 +614,11 @@ def test_charts_packaged_indexed_and_pushed_by_the_helm_sdk_are_read(registry, n
     for wanted, expected in (("^1", "1.1.0+meta"), ("1.1.0+meta", "1.1.0+meta"), (">=2.0.0-0", "2.0.0-rc.1")):
         chart = fetch_chart(f, ChartRef("oci", f"{registry.oci}/{namespace}", "app", wanted))
         assert (chart.version, chart.archive) == (expected, archives[expected].read_bytes()), wanted
+
+
+def test_docker_hub_charts_are_asked_of_its_registry_api_host():
+    from bot.fetch.oci import Registry
+
+    f = fetcher()
+    assert Registry(f, "oci://docker.io/envoyproxy/gateway-helm", {}).base == "https://registry-1.docker.io"
+    assert Registry(f, "oci://ghcr.io/stefanprodan/charts/podinfo", {}).base == "https://ghcr.io"

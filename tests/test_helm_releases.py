@@ -527,3 +527,33 @@ def test_helm_lint_in_a_review_covers_the_charts_the_change_touched(tmp_path):
 
 def of_side(side, rule: str) -> list[Finding]:
     return [f for f in side.findings if f.rule == rule]
+
+
+def test_a_fetched_charts_own_default_is_located_where_the_release_overrides_it(tmp_path, chart_repo):
+    root = fetched_repo(tmp_path, chart_repo.url, chart_repo.url,
+                        FROM_REPOSITORY.format(version="1.0.0") + "values:\n  logLevel: info\n")
+    (replicas,) = of(check(root), "single-replica")
+    assert (replicas.origin.file, replicas.origin.line) == ("deploy/release.yaml",
+                                                            line_of(root, "deploy/release.yaml", "values:"))
+    assert replicas.origin.via == "chart-default"
+    assert "the chart's default for `replicaCount`: override it in the HelmRelease's `spec.values`" in replicas.message
+
+
+def test_a_charts_test_hooks_are_not_installed_unless_tests_are_enabled(tmp_path):
+    hook = """\
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: "{{ .Release.Name }}-test-{{ randAlphaNum 5 | lower }}"
+          annotations:
+            helm.sh/hook: test
+        spec:
+          containers:
+            - name: curl
+              image: curlimages/curl
+        """
+    files = {**chart_files(), "charts/app/templates/tests/curl.yaml": hook}
+    root = repo(tmp_path, {**files, "deploy/release.yaml": release(LOCAL, "values: {replicaCount: 3}\n")})
+    assert not [f for f in check(root).findings if f.resource and f.resource.kind == "Pod"]
+    (root / "deploy/release.yaml").write_text(release(LOCAL, "test: {enable: true}\nvalues: {replicaCount: 3}\n"))
+    assert [f for f in of(check(root), "latest-tag") if f.resource and f.resource.kind == "Pod"]

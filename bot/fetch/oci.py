@@ -47,6 +47,10 @@ _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
 
 
+DOCKER_HUB = frozenset({"docker.io", "index.docker.io"})
+DOCKER_HUB_API = "registry-1.docker.io"
+
+
 class Missing(Exception):
     """The registry has no such repository, tag or blob (404); the message says which."""
 
@@ -92,7 +96,9 @@ class Registry:
         self.fetcher = fetcher
         s = fetcher.settings
         insecure = s.policy.allowed(f"http://{parts.netloc}/v2/{self.repository}/")
-        self.base = f"{'http' if insecure else 'https'}://{parts.netloc}"
+        # Docker Hub's registry API is not served at docker.io itself (as in Helm's and containerd's clients).
+        host = DOCKER_HUB_API if parts.netloc.lower() in DOCKER_HUB else parts.netloc
+        self.base = f"{'http' if insecure else 'https'}://{host}"
         self.tokens = tokens
 
     def tags(self) -> list[str]:

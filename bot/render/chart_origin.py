@@ -15,7 +15,9 @@ the repository, else the HelmRelease's `spec.values` where the chart reads a key
 values (its `values.yaml` has one), else the HelmRelease.
 
 `Origin.via` says which: `values` (a values line whose value is the rendered value: a suggestion may
-rewrite it), `values-part` (part of it: the tag of an image), `template`, `chart`, `enclosing`.
+rewrite it), `values-part` (part of it: the tag of an image), `chart-default` (a fetched chart's own
+default, located at the HelmRelease's `spec.values` where overriding it fixes it), `template`, `chart`,
+`enclosing`.
 """
 
 from __future__ import annotations
@@ -127,11 +129,18 @@ class ChartOrigins:
         return self._settings
 
     def _default_origin(self, leaf: Leaf) -> Origin:
+        """The line of the chart's values file that holds a default; for a fetched chart, whose files are
+        not the team's, the HelmRelease's `spec.values`, where overriding it fixes it (`chart-default`)."""
         for file in reversed(self.defaults_files):
             span = self._span(file, leaf)
             if span is not None:
                 return Origin(file, span[0], span[1], "values", format_path(leaf))
-        return UNKNOWN
+        if self.defaults_files:
+            return UNKNOWN
+        origin = self.hr.origin("spec.values")
+        if not origin.file or origin.via == "enclosing":
+            origin = self.chart_line()
+        return Origin(origin.file, origin.line, origin.line, "chart-default", format_path(leaf)) if origin.file else UNKNOWN
 
     def _span(self, file: str, leaf: Leaf, offset: int = 0, text: str | None = None) -> tuple[int, int] | None:
         try:

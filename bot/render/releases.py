@@ -390,6 +390,8 @@ class ReleaseRenderer:
             for doc in docs:
                 if not isinstance(doc.data, dict) or not doc.data.get("kind"):
                     continue
+                if is_test_hook(doc.data) and not hr.test_enable:
+                    continue
                 kind = str(doc.data.get("kind"))
                 ro = RenderedObject(doc.data, ResourceId.of(doc.data, "" if kind in CLUSTER_SCOPED
                                                             else hr.release_namespace), release.target)
@@ -397,6 +399,16 @@ class ReleaseRenderer:
                 ro.places = release.hr_object.places
                 out.append(ro)
         return out
+
+
+TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
+
+
+def is_test_hook(obj: dict[str, Any]) -> bool:
+    """A chart's test (`helm.sh/hook: test`): Flux runs it only with `spec.test.enable`, and it is not part
+    of what the release installs (its Pods often have random names, too)."""
+    hooks = as_dict(as_dict(obj.get("metadata")).get("annotations")).get("helm.sh/hook")
+    return isinstance(hooks, str) and bool(TEST_HOOKS & {h.strip() for h in hooks.split(",")})
 
 
 def copy_chart(tree: RepoTree, folder: str, dest: Path) -> Path:

@@ -49,7 +49,7 @@ SCHEMAS["HelmRelease"] = {
     "releaseName": str, "targetNamespace": str, "storageNamespace": str, "interval": str, "timeout": str,
     "suspend": bool, "values": dict, "valuesFrom": list, "valuesFrom[]": dict, "valuesFrom[].kind": str,
     "valuesFrom[].name": str, "valuesFrom[].valuesKey": str, "valuesFrom[].targetPath": str,
-    "valuesFrom[].optional": bool, "install": dict, "install.crds": str, "upgrade": dict, "postRenderers": list,
+    "valuesFrom[].optional": bool, "install": dict, "install.crds": str, "test": dict, "test.enable": bool, "upgrade": dict, "postRenderers": list,
     "postRenderers[]": dict, "dependsOn": list, "dependsOn[]": dict,
 }
 SCHEMAS["GitRepository"] = {"url": str, "ref": dict, "interval": str, "suspend": bool}

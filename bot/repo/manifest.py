@@ -72,6 +72,7 @@ class HelmRelease:
     values_from: tuple[ValuesReference, ...] = ()
     post_renderers: tuple[dict[str, Any], ...] = ()  # each `postRenderers[].kustomize`
     install_crds: str = "Create"
+    test_enable: bool = False  # `spec.test.enable`: Helm's test hooks run after install and upgrade
     suspend: bool = False
     problems: tuple[SpecProblem, ...] = ()
 
@@ -121,6 +122,7 @@ def helm_release(name: str, namespace: str, spec: Any) -> HelmRelease:
         target_namespace=str(clean.get("targetNamespace") or ""),
         values=as_dict(clean.get("values")), values_from=values_from, post_renderers=renderers,
         install_crds=str(as_dict(clean.get("install")).get("crds") or "Create"),
+        test_enable=bool(as_dict(clean.get("test")).get("enable")),
         suspend=bool(clean.get("suspend")), problems=problems)
 
 

@@ -65,10 +65,12 @@ def _chart_source(f: Finding) -> str:
     via, detail = f.origin.via, f.origin.detail
     if via in ("values", "values-part") and detail:
         return f" The chart takes it from the values key `{detail}`."
+    if via == "chart-default" and detail:
+        return f" It is the chart's default for `{detail}`: override it in the HelmRelease's `spec.values`."
     if via == "template" or (via == "enclosing" and detail.startswith(("templates/", "charts/")) or "/templates/" in detail):
         return f" It is written by the chart's template `{f.origin.file}`."
     if via == "chart":
-        return " It comes from the HelmRelease's chart, which sets it without a values key for it."
+        return " The object comes from the HelmRelease's chart."
     return ""
 
 
