@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from bot.model import Finding, FluxRef, ResourceId, Suggestion
 from bot.repo.discover import BOOTSTRAP_SOURCE
+from bot.repo.manifest import CrossRef, helm_release, kustomization
 from bot.yamlpos import YamlDoc
 from rules.base import Rule, all_envs
 from rules.creators import repo_created, table_lines
@@ -69,10 +69,11 @@ class _Emit:
         )
 
 
-def _source_ref_finding(emit: _Emit, field: str, source: Any, defined: set[tuple[str, str]]) -> Finding | None:
-    if not isinstance(source, dict):
+def _source_ref_finding(emit: _Emit, field: str, source: CrossRef | None,
+                        defined: set[tuple[str, str]]) -> Finding | None:
+    if source is None:
         return None
-    kind, name = str(source.get("kind") or ""), str(source.get("name") or "")
+    kind, name = source.kind, source.name
     if kind not in SOURCE_KINDS or not name or "${" in name or (kind, name) in defined:
         return None
     if kind == "GitRepository" and name == BOOTSTRAP_SOURCE:
@@ -92,7 +93,7 @@ def _judged_path(scope: RepoScope, ref: FluxRef) -> str | None:
     """The repository folder a Kustomization's `spec.path` is judged as, None when it is not judged
     (another source, or `${VAR}` in it)."""
     target = scope.model.flux_path(ref)
-    return target if target is not None and "${" not in str(ref.spec.get("path") or "") else None
+    return target if target is not None and "${" not in kustomization(ref).path else None
 
 
 def root_finding(scope: RepoScope, rule: Rule, kustomizations: list[tuple[FluxRef, YamlDoc]]) -> Finding | None:
@@ -104,7 +105,7 @@ def root_finding(scope: RepoScope, rule: Rule, kustomizations: list[tuple[FluxRe
         return None  # one folder that several Kustomizations apply is missing: said on each of them
     ref, doc = judged[0]
     emit = _Emit(scope, rule, ref, doc, scope.environment(ref.file, ref))
-    shown = ", ".join(f"`{r.spec.get('path')}`" for r, _d in judged[:3]) + (", …" if len(judged) > 3 else "")
+    shown = ", ".join(f"`{kustomization(r).path}`" for r, _d in judged[:3]) + (", …" if len(judged) > 3 else "")
     return emit(
         "error", "spec.path",
         f"none of the {len(judged)} Flux Kustomizations' `spec.path`s ({shown}) is a folder of the repository "
@@ -119,12 +120,12 @@ def root_finding(scope: RepoScope, rule: Rule, kustomizations: list[tuple[FluxRe
 
 def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc,
                            defined: set[tuple[str, str]], paths_judged: bool = True) -> Iterator[Finding | None]:
-    spec = ref.spec
-    raw_path = spec.get("path")
+    flux = kustomization(ref)
+    raw_path = flux.path
     target = scope.model.flux_path(ref)
     emit = _Emit(scope, rule, ref, doc, scope.environment(target or ref.file, ref))
     lines = scope.model.tree.lines(ref.file)
-    if paths_judged and target is not None and "${" not in str(raw_path or "") and not scope.model.tree.is_dir(target):
+    if paths_judged and target is not None and "${" not in raw_path and not scope.model.tree.is_dir(target):
         yield emit(
             "error", "spec.path",
             f"`spec.path: {raw_path}` resolves to `{target}`, which is not a directory of this repository, so "
@@ -132,8 +133,8 @@ def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: Yaml
             "Point `spec.path` at the overlay directory this cluster should apply (relative to the repository "
             "root), or add that directory.",
         )
-    if spec.get("prune") is not True:
-        present = "prune" in spec
+    if flux.prune is not True:
+        present = "prune" in ref.spec
         yield emit(
             "warning", "spec.prune",
             ("`prune` is not `true`" if present else "`prune` is not set")
@@ -142,14 +143,14 @@ def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: Yaml
             replace_value_line(lines, line_at(doc, "spec", "prune"), "prune", "true", ref.file) if present
             else insert_under(lines, doc, ("spec",), ["prune: true"], ref.file),
         )
-    if not spec.get("sourceRef"):
+    if flux.source is None:
         yield emit(
             "warning", "spec.sourceRef",
             "`sourceRef` is not set, so the Kustomization has nothing to build from and is rejected.",
             "Set `sourceRef` to the GitRepository (or OCIRepository) that holds `spec.path`, e.g. "
             "`{kind: GitRepository, name: flux-system}`.",
         )
-    if not spec.get("interval"):
+    if not flux.interval:
         yield emit(
             "warning", "spec.interval",
             "`interval` is not set, so the Kustomization is rejected by the API server and never reconciles, "
@@ -157,7 +158,7 @@ def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: Yaml
             "Set `interval` (e.g. `10m`): how often Flux re-applies the source and corrects drift.",
             insert_under(lines, doc, ("spec",), ["interval: 10m"], ref.file),
         )
-    if not spec.get("healthChecks") and "wait" not in spec and not _is_bootstrap(ref):
+    if not flux.health_checks and flux.wait is None and not _is_bootstrap(ref):
         yield emit(
             "warning", "spec.healthChecks",
             "it has neither `healthChecks` nor `wait: true`, so it reports Ready as soon as the objects are "
@@ -166,31 +167,30 @@ def kustomization_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: Yaml
             "Set `wait: true` (wait for every applied object) or list the workloads under `healthChecks`.",
             insert_under(lines, doc, ("spec",), ["wait: true"], ref.file),
         )
-    yield _source_ref_finding(emit, "spec.sourceRef", spec.get("sourceRef"), defined)
+    yield _source_ref_finding(emit, "spec.sourceRef", flux.source, defined)
 
 
 def helmrelease_findings(scope: RepoScope, rule: Rule, ref: FluxRef, doc: YamlDoc,
                          defined: set[tuple[str, str]]) -> Iterator[Finding | None]:
     emit = _Emit(scope, rule, ref, doc, scope.environment(ref.file))
-    chart_ref = ref.spec.get("chartRef")
-    if isinstance(chart_ref, dict):
-        yield _source_ref_finding(emit, "spec.chartRef", chart_ref, defined)
-    template = (ref.spec.get("chart") or {}).get("spec") if isinstance(ref.spec.get("chart"), dict) else None
-    if not isinstance(template, dict):
+    hr = helm_release(ref.name, ref.namespace, ref.spec)
+    if hr.chart_ref is not None:
+        yield _source_ref_finding(emit, "spec.chartRef", hr.chart_ref, defined)
+    template = hr.chart
+    if template is None:
         return
-    source = template.get("sourceRef")
-    chart = template.get("chart")
-    if isinstance(source, dict) and isinstance(chart, str) and chart and "${" not in chart:
+    source, chart = template.source, template.chart
+    if source is not None and "${" not in chart:
         as_path = FluxRef("Kustomization", ref.name, ref.namespace, ref.file, ref.line,
-                          {"path": chart, "sourceRef": source})
-        local = scope.model.flux_path(as_path) if source.get("kind") in ("GitRepository", "Bucket") else None
+                          {"path": chart, "sourceRef": {"kind": source.kind, "name": source.name}})
+        local = scope.model.flux_path(as_path) if source.kind in ("GitRepository", "Bucket") else None
         tree = scope.model.tree
         if local is not None and not (tree.is_dir(local) or tree.is_file(local)):
             yield emit(
                 "error", "spec.chart.spec.chart",
-                f"the chart `{chart}` is read from this repository ({source.get('kind')} "
-                f"`{source.get('name')}`), but `{local}` does not exist, so the HelmRelease fails with a chart "
-                f"not-found error and nothing is installed or upgraded.",
+                f"the chart `{chart}` is read from this repository ({source.kind} `{source.name}`), but `{local}` "
+                f"does not exist, so the HelmRelease fails with a chart not-found error and nothing is installed "
+                f"or upgraded.",
                 "Point `spec.chart.spec.chart` at the chart directory (relative to the repository root), or add "
                 "the chart there.",
             )

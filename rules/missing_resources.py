@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.model import Finding, Suggestion
+from bot.model import Finding, Origin, Suggestion
 from bot.objects import EnvContext
 from rules.base import (
     Container,
@@ -92,6 +92,8 @@ def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
         return None
     obj = c.obj
     res_origin = obj.origin(f"{c.path}.resources")
+    if res_origin.via in ("enclosing", "chart-default") and res_origin.detail.startswith("values:"):
+        return _in_release_values(ctx, res_origin, row)
     if not only_this_environment(ctx, res_origin.file if res_origin.via != "enclosing" else obj.origin(c.path).file):
         return None  # the sizing is this environment's: never in a base other environments read
     present = res_origin.span() if res_origin.via in ("manifest", "patch") else None
@@ -114,6 +116,26 @@ def suggest(ctx: EnvContext, c: Container) -> Suggestion | None:
         return None
     indent = m.group(1) + (" " * len(m.group(2)) if m.group(2) else "")
     return Suggestion(file, line, line, "\n".join([text, *resources_block(indent, row)]))
+
+
+def _in_release_values(ctx: EnvContext, where: Origin, row: dict[str, Any]) -> Suggestion | None:
+    """The environment's `resources:` under the HelmRelease values key the chart reads them from
+    (bot.render.chart_origin: `detail` names the keys to add below the located line)."""
+    keys = [k for k in where.detail.removeprefix("values:").split(".") if k]
+    span = where.span()
+    if not keys or keys[-1] != "resources" or span is None or not only_this_environment(ctx, span[0]):
+        return None
+    file, line, _ = span
+    text = source_line(ctx, file, line)
+    m = re.match(r"^(\s*)(-\s+)?[\w.\-\"']+\s*:\s*(?:#.*)?$", text or "")
+    if text is None or not m:
+        return None
+    indent = m.group(1) + (" " * len(m.group(2)) if m.group(2) else "") + "  "
+    lines = [text]
+    for key in keys[:-1]:
+        lines.append(f"{indent}{key}:")
+        indent += "  "
+    return Suggestion(file, line, line, "\n".join([*lines, *resources_block(indent, row)]))
 
 
 def _complete_block(ctx: EnvContext, c: Container, block: tuple[str, int, int],

@@ -364,6 +364,16 @@ def test_a_chart_from_a_chart_repository_is_fetched_and_its_range_resolved(tmp_p
     (resources,) = [f for f in of(report, "missing-resources") if f.container == "app"]
     assert (resources.origin.file, resources.origin.line) == ("deploy/release.yaml",
                                                               line_of(root, "deploy/release.yaml", "values:"))
+    assert "`resources` here in the HelmRelease's `spec.values`" in resources.message
+    # The suggestion writes production's sizing there, and the HelmRelease still parses.
+    import yaml
+
+    from rules.testing import apply_suggestion
+
+    assert resources.suggestion is not None
+    fixed = yaml.safe_load("\n".join(apply_suggestion(lines(root, "deploy/release.yaml"), resources.suggestion)))
+    assert fixed["spec"]["values"] == {"replicaCount": 1, "resources": {
+        "requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}}
 
 
 def test_a_chart_repository_on_a_private_address_without_allow_is_refused_without_a_connection(tmp_path, chart_repo):
@@ -536,7 +546,8 @@ def test_a_fetched_charts_own_default_is_located_where_the_release_overrides_it(
     assert (replicas.origin.file, replicas.origin.line) == ("deploy/release.yaml",
                                                             line_of(root, "deploy/release.yaml", "values:"))
     assert replicas.origin.via == "chart-default"
-    assert "the chart's default for `replicaCount`: override it in the HelmRelease's `spec.values`" in replicas.message
+    assert "the chart's default: override it with `replicaCount` here in the HelmRelease's `spec.values`" \
+        in replicas.message
 
 
 def test_a_charts_test_hooks_are_not_installed_unless_tests_are_enabled(tmp_path):

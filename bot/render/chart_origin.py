@@ -137,10 +137,7 @@ class ChartOrigins:
                 return Origin(file, span[0], span[1], "values", format_path(leaf))
         if self.defaults_files:
             return UNKNOWN
-        origin = self.hr.origin("spec.values")
-        if not origin.file or origin.via == "enclosing":
-            origin = self.chart_line()
-        return Origin(origin.file, origin.line, origin.line, "chart-default", format_path(leaf)) if origin.file else UNKNOWN
+        return self._release_values_line(leaf, "chart-default") or self._enclosing(self.chart_line())
 
     def _span(self, file: str, leaf: Leaf, offset: int = 0, text: str | None = None) -> tuple[int, int] | None:
         try:
@@ -230,14 +227,36 @@ class ChartOrigins:
         in_chart = self._template_line(template, segments[:n] if n else segments[:1], "enclosing")
         if in_chart is not None:
             return in_chart
-        # The chart reads a values key named like the missing field or its deepest present parent
-        # (`resources: {}` in its values.yaml for a container without limits).
-        wanted = {_squash(s) for s in segments[max(n - 1, 0):] if isinstance(s, str)}
-        if wanted & {_squash(k) for leaf, _v in _leaves(self.defaults) for k in leaf[-1:]}:
-            origin = self.hr.origin("spec.values")
-            if origin.file and origin.via != "enclosing":
-                return Origin(origin.file, origin.line, origin.line, "enclosing", "spec.values")
+        key = self._values_key(segments, n)
+        if key is not None:
+            return key
         return self._enclosing(self.chart_line())
+
+    def _values_key(self, segments: tuple[Segment, ...], n: int) -> Origin | None:
+        """Where in the HelmRelease's `spec.values` to set a field the chart reads from its values: the
+        chart's values hold a key named like the missing field or its deepest present parent
+        (`resources: {}` for a container without limits; `redis.resources` for the redis container).
+        Located at the deepest part of that key the HelmRelease already writes, `detail` naming the keys
+        to add below it (`values:redis.resources`)."""
+        wanted = {_squash(s) for s in segments[max(n - 1, 0):] if isinstance(s, str)}
+        present = _names(segments[:n])
+        candidates = [leaf for leaf, _v in _leaves(self.defaults) if _squash(leaf[-1]) in wanted]
+        if not candidates:
+            return None
+        return self._release_values_line(max(candidates, key=lambda c: (_score(c, present), -len(c))), "enclosing")
+
+    def _release_values_line(self, leaf: Leaf, via: str) -> Origin | None:
+        """The line of the HelmRelease's `spec.values` under which `leaf` is (or would be) written: the
+        deepest part of it the release already writes; `detail` is `values:` and the keys still to add."""
+        written = self.hr.value("spec.values")
+        depth = 0
+        while depth < len(leaf) and isinstance(written, dict) and leaf[depth] in written:
+            written = written[leaf[depth]]
+            depth += 1
+        origin = self.hr.origin(format_path(("spec", "values", *leaf[:depth])))
+        if not origin.file or origin.via == "enclosing":
+            return None
+        return Origin(origin.file, origin.line, origin.line, via, "values:" + ".".join(leaf[depth:]))
 
     @staticmethod
     def _enclosing(origin: Origin) -> Origin:
@@ -260,7 +279,7 @@ def _matches(setting: Any, rendered: Any, names: list[str]) -> str | None:
     """"equal" when a values key holds the rendered value, "tag"/"part" when it holds the tag or the
     repository of a rendered image, else None."""
     if isinstance(setting, dict | list) or isinstance(rendered, dict | list):
-        return "equal" if setting == rendered and setting else None
+        return "equal" if setting == rendered else None  # `resources: {}` too: _traced wants its key's name
     if setting is None or isinstance(setting, bool) != isinstance(rendered, bool):
         return None
     if str(setting) == str(rendered):

@@ -21,6 +21,7 @@ from bot.objects import RenderedObject
 from bot.render import substitute
 from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
+from bot.repo.manifest import Kustomization, kustomization, kustomization_of
 from bot.repo.tree import KUSTOMIZATION_NAMES
 from bot.yamlpos import YamlError, load_data, load_docs
 
@@ -33,7 +34,7 @@ DISABLED = "kustomize.toolkit.fluxcd.io/substitute"
 
 def generate(model: RepoModel, target: Target, top: Path) -> None:
     """Write the kustomization Flux would build in the scratch copy of `target.path`."""
-    spec = target.flux.spec if target.flux else {}
+    flux = kustomization(target.flux) if target.flux else kustomization_of({})
     kfile = next((top / n for n in KUSTOMIZATION_NAMES if (top / n).is_file()), None)
     if kfile is None:
         prefix = "" if target.path == "." else target.path + "/"
@@ -49,34 +50,29 @@ def generate(model: RepoModel, target: Target, top: Path) -> None:
             raise BuildError(exc.message, source, exc.line) from None
         if not isinstance(data, dict):
             raise BuildError("a kustomization file must hold one YAML mapping", source, 1)
-        if not any(k in spec for k in ("targetNamespace", "patches", "components", "images",
-                                       "patchesStrategicMerge", "patchesJson6902")):
+        if not flux.edits_kustomization:
             return
-    if spec.get("targetNamespace"):
-        data["namespace"] = spec["targetNamespace"]
-    for p in spec.get("patches") or []:
-        if isinstance(p, dict):
-            entry = {"patch": p.get("patch", "")}
-            if p.get("target"):
-                entry["target"] = p["target"]
-            data.setdefault("patches", []).append(entry)
-    for i, comp in enumerate(spec.get("components") or []):
-        if not isinstance(comp, str) or is_remote(comp) or comp.startswith("/"):
+    if flux.target_namespace:
+        data["namespace"] = flux.target_namespace
+    for p in flux.patches:
+        entry = {"patch": p.get("patch", "")}
+        if p.get("target"):
+            entry["target"] = p["target"]
+        data.setdefault("patches", []).append(entry)
+    for i, comp in enumerate(flux.components):
+        if is_remote(comp) or comp.startswith("/"):
             ref = target.flux
             doc = model.flux_document(ref) if ref else None
             span = doc.span(("spec", "components", i)) if doc else None
             raise BuildError(f"component path {comp!r} must be local and relative", ref.file if ref else None,
                              span[0] if span else (ref.line if ref else None))
         data.setdefault("components", []).append(comp)
-    for p in spec.get("patchesStrategicMerge") or []:
+    for p in flux.patches_strategic_merge:
         data.setdefault("patchesStrategicMerge", []).append(yaml.safe_dump(p, sort_keys=False))
-    for p in spec.get("patchesJson6902") or []:
-        if isinstance(p, dict):
-            data.setdefault("patchesJson6902", []).append(
-                {"patch": yaml.safe_dump(p.get("patch") or []), "target": p.get("target") or {}})
-    for image in spec.get("images") or []:
-        if not isinstance(image, dict):
-            continue
+    for p in flux.patches_json6902:
+        data.setdefault("patchesJson6902", []).append(
+            {"patch": yaml.safe_dump(p.get("patch") or []), "target": p.get("target") or {}})
+    for image in flux.images:
         images = data.setdefault("images", [])
         new = {k: image[k] for k in ("name", "newName", "newTag", "digest") if k in image}
         idx = next((i for i, im in enumerate(images) if isinstance(im, dict) and im.get("name") == image.get("name")), None)
@@ -107,15 +103,15 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
     ref = rendered.target.flux
     if ref is None:
         return rendered
-    spec = ref.spec
+    flux = kustomization(ref)
     fdoc = model.flux_document(ref)
 
     def fline(*segs: Any) -> int:
         span = fdoc.span(segs) if fdoc else None
         return span[0] if span else ref.line
 
-    common = as_dict(spec.get("commonMetadata"))
-    post = spec.get("postBuild") if isinstance(spec.get("postBuild"), dict) else None
+    common = {"labels": flux.common_labels, "annotations": flux.common_annotations} if flux.common_metadata else {}
+    post = flux.post_build
     variables: dict[str, str] = {}
     var_lines: dict[str, int] = {}
     if post:
@@ -132,7 +128,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
     rewritten = False
     for ro in rendered.objects:
         if not common and not post:
-            ro.locate = _overlay(ro.locate, {}, spec, ref.file, fline, ro.obj)
+            ro.locate = _overlay(ro.locate, {}, flux, ref.file, fline, ro.obj)
             new_objects.append(ro)
             continue
         obj = copy.deepcopy(ro.obj)
@@ -166,7 +162,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                                                None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
         rewritten = rewritten or obj != ro.obj
         new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
-        new_ro.locate = _overlay(ro.locate, changed, spec, ref.file, fline, obj)
+        new_ro.locate = _overlay(ro.locate, changed, flux, ref.file, fline, obj)
         new_ro.places = ro.places
         new_objects.append(new_ro)
     rendered.objects = new_objects
@@ -195,7 +191,7 @@ def _diff_paths(before: Any, after: Any, prefix: tuple = ()) -> list[str]:
     return [format_path(prefix)] if before != after and prefix else []
 
 
-def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline, obj: dict):
+def _overlay(locate, changed: dict[str, Origin], flux: Kustomization, file: str, fline, obj: dict):
     """Provenance after the build: values Flux's post-build steps set (commonMetadata, substitutions)
     and `targetNamespace` point at the Flux Kustomization's lines; its patches and images are the
     outermost layer of the build's own provenance."""
@@ -207,7 +203,7 @@ def _overlay(locate, changed: dict[str, Origin], spec: dict, file: str, fline, o
             concrete = path
         if concrete in changed:
             return changed[concrete]
-        if path == "metadata.namespace" and spec.get("targetNamespace"):
+        if path == "metadata.namespace" and flux.target_namespace:
             return Origin(file, fline("spec", "targetNamespace"), None, "flux", "targetNamespace")
         return locate(path)
     return find

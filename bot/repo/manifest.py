@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.model import as_dict, as_list
+from bot.model import FluxRef, as_dict, as_list
 from bot.repo.flux_spec import SpecProblem, checked_spec
 
 RELEASE_NAME_MAX = 53  # Helm's limit on a release name
@@ -36,6 +36,67 @@ def _ref(raw: Any, namespace: str, default_kind: str = "") -> CrossRef | None:
     if not data.get("name"):
         return None
     return CrossRef(str(data.get("kind") or default_kind), str(data["name"]), str(data.get("namespace") or namespace))
+
+
+@dataclass(frozen=True)
+class Kustomization:
+    """A Flux Kustomization's spec (kustomize.toolkit.fluxcd.io), as the kustomize-controller reads it.
+    `prune` and `wait` are None when unset; `post_build` is the raw `postBuild` mapping
+    (bot.render.substitute reads it)."""
+
+    name: str
+    namespace: str
+    path: str = ""
+    source: CrossRef | None = None
+    target_namespace: str = ""
+    patches: tuple[dict[str, Any], ...] = ()
+    components: tuple[str, ...] = ()
+    patches_strategic_merge: tuple[Any, ...] = ()
+    patches_json6902: tuple[dict[str, Any], ...] = ()
+    images: tuple[dict[str, Any], ...] = ()
+    common_labels: dict[str, Any] = field(default_factory=dict)
+    common_annotations: dict[str, Any] = field(default_factory=dict)
+    post_build: dict[str, Any] | None = None
+    prune: bool | None = None
+    wait: bool | None = None
+    interval: str = ""
+    health_checks: tuple[Any, ...] = ()
+
+    @property
+    def edits_kustomization(self) -> bool:
+        """Whether the controller writes anything into the kustomization before the build."""
+        return bool(self.target_namespace or self.patches or self.components or self.patches_strategic_merge
+                    or self.patches_json6902 or self.images)
+
+    @property
+    def common_metadata(self) -> bool:
+        return bool(self.common_labels or self.common_annotations)
+
+
+def kustomization_of(spec: dict[str, Any], name: str = "", namespace: str = "") -> Kustomization:
+    """The model of a Kustomization spec that bot.repo.flux_spec has already checked (FluxRef.spec)."""
+    common = as_dict(spec.get("commonMetadata"))
+    post = spec.get("postBuild")
+    return Kustomization(
+        name=name, namespace=namespace, path=str(spec.get("path") or ""),
+        source=_ref(spec.get("sourceRef"), namespace),
+        target_namespace=str(spec.get("targetNamespace") or ""),
+        patches=tuple(p for p in as_list(spec.get("patches")) if isinstance(p, dict)),
+        components=tuple(str(c) for c in as_list(spec.get("components"))),
+        patches_strategic_merge=tuple(as_list(spec.get("patchesStrategicMerge"))),
+        patches_json6902=tuple(p for p in as_list(spec.get("patchesJson6902")) if isinstance(p, dict)),
+        images=tuple(i for i in as_list(spec.get("images")) if isinstance(i, dict)),
+        common_labels=as_dict(common.get("labels")), common_annotations=as_dict(common.get("annotations")),
+        post_build=post if isinstance(post, dict) else None,
+        prune=spec["prune"] if isinstance(spec.get("prune"), bool) else None,
+        wait=spec["wait"] if isinstance(spec.get("wait"), bool) else None,
+        interval=str(spec.get("interval") or ""), health_checks=tuple(as_list(spec.get("healthChecks"))))
+
+
+def kustomization(ref: FluxRef) -> Kustomization:
+    """The model of a Flux Kustomization found in the repository. Not cached by `ref`: a FluxRef's
+    identity leaves its spec out, and the two sides of a review hold the same ref with other specs."""
+    return kustomization_of(ref.spec, ref.name, ref.namespace)
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,14 @@ def _chart_source(f: Finding) -> str:
     via, detail = f.origin.via, f.origin.detail
     if via in ("values", "values-part") and detail:
         return f" The chart takes it from the values key `{detail}`."
-    if via == "chart-default" and detail:
-        return f" It is the chart's default for `{detail}`: override it in the HelmRelease's `spec.values`."
+    if via == "enclosing" and detail.startswith("values:"):
+        keys = detail.removeprefix("values:")
+        return (f" The chart reads it from its values: set `{keys}` here in the HelmRelease's `spec.values`."
+                if keys else " The chart reads it from the values key on this line.")
+    if via == "chart-default" and detail.startswith("values:"):
+        keys = detail.removeprefix("values:")
+        return (f" It is the chart's default: override it with `{keys}` here in the HelmRelease's `spec.values`."
+                if keys else " It is the chart's default for the values key on this line.")
     if via == "template" or (via == "enclosing" and detail.startswith(("templates/", "charts/")) or "/templates/" in detail):
         return f" It is written by the chart's template `{f.origin.file}`."
     if via == "chart":
