@@ -90,7 +90,9 @@ class EnvContext:
     changed_files: frozenset[str] | None = None  # None: every file counts as changed
     # Objects from vendored or generated files (rules.thirdparty): the team's workload rules skip them.
     third_party: frozenset[ResourceId] = frozenset()
-    # Objects installed by charts from outside the repository (`helm.vendor_charts` in the config).
+    # Objects HelmReleases install (what their charts render), and those of charts from outside the
+    # repository (`helm.vendor_charts` in the config).
+    from_charts: frozenset[ResourceId] = frozenset()
     vendor_chart: frozenset[ResourceId] = frozenset()
     # HelmReleases whose charts were rendered: what they install is among `objects`.
     rendered_releases: frozenset[ResourceId] = frozenset()

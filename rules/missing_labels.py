@@ -10,6 +10,7 @@ from rules.base import Rule, all_envs, finding, key_path, replace_scalar_line
 
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
+HELM = "Helm"
 
 
 FLUX_GROUP_SUFFIXES = (".toolkit.fluxcd.io", ".extensions.fluxcd.io")
@@ -50,11 +51,13 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 remediation="Add the missing labels (`labels:` with `includeSelectors: false` in the overlay's "
                 "kustomization sets them on every resource).",
             )
+        # Helm installs chart output and adopts only objects labelled `managed-by: Helm`: right there.
+        accepted = {managed_by, HELM} if obj.id in ctx.from_charts else {managed_by}
         if (
             managed_by
             and MANAGED_BY in labels
             and labels[MANAGED_BY] not in (None, "")
-            and str(labels[MANAGED_BY]) != managed_by
+            and str(labels[MANAGED_BY]) not in accepted
         ):
             yield finding(
                 rule,
@@ -106,7 +109,10 @@ RULE = Rule(
         "Every other rendered resource, whatever its kind (Namespaces, CRDs and OpenShift kinds included); the "
         "labels are read from the resource's own `metadata.labels`, not its pod template.",
         "An empty label value counts as missing.",
-        "`managed-by` other than `flux` (the label-set parameter) is a separate finding.",
+        "`managed-by` other than `flux` (the label-set parameter) is a separate finding; on what a HelmRelease's "
+        "chart installs, `Helm` is right too (Helm adopts only objects labelled so).",
+        "Not run on what charts from outside the repository install (`helm.vendor_charts.skip_rules`): their "
+        "labels are the vendor's.",
         "`instance` not ending in `-<environment>` (or `-<alias>` of it, e.g. `-prod`) is a warning.",
     ),
 )

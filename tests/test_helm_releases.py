@@ -568,3 +568,55 @@ def test_a_charts_test_hooks_are_not_installed_unless_tests_are_enabled(tmp_path
     assert not [f for f in check(root).findings if f.resource and f.resource.kind == "Pod"]
     (root / "deploy/release.yaml").write_text(release(LOCAL, "test: {enable: true}\nvalues: {replicaCount: 3}\n"))
     assert [f for f in of(check(root), "latest-tag") if f.resource and f.resource.kind == "Pod"]
+
+
+def test_managed_by_helm_is_right_on_chart_output_and_wrong_elsewhere(tmp_path):
+    labelled = DEPLOYMENT.replace("        app.kubernetes.io/name: app\n    spec:",
+                                  "        app.kubernetes.io/name: app\n        app.kubernetes.io/managed-by: Helm\n    spec:", 1)
+    plain = textwrap.dedent("""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: plain
+          namespace: apps
+          labels: {app.kubernetes.io/managed-by: Helm}
+        """)
+    root = repo(tmp_path, {**chart_files(deployment=labelled), "deploy/release.yaml": release(LOCAL),
+                           "deploy/plain.yaml": plain}, resources=("release.yaml", "plain.yaml"))
+    deployment = next(ro for r in report_rendered(root) for ro in r.applied if ro.kind == "Deployment")
+    assert deployment.labels["app.kubernetes.io/managed-by"] == "Helm"
+    said = [f for f in of(check(root), "missing-labels") if "managed by 'Helm'" in f.message]
+    assert [str(f.resource) for f in said] == ["ConfigMap/apps/plain"]
+
+
+def test_helms_output_is_reused_from_the_render_cache_until_what_it_reads_changes(tmp_path, monkeypatch):
+    from bot.render import helm
+
+    root = repo(tmp_path / "repo", {**chart_files(), "deploy/release.yaml": release(LOCAL, "values: {replicaCount: 1}\n")})
+    cache_dir = tmp_path / "cache"
+
+    def checked() -> Report:
+        return run_check(root, None, Config.default(), cache=DiskCache(cache_dir))
+
+    assert of(checked(), "single-replica")
+    calls: list[int] = []
+    real = helm.SdkHelm.template
+
+    def counting(self, requests, stop=None):
+        calls.append(len(requests))
+        return real(self, requests, stop)
+
+    linted: list[Path] = []
+    real_lint = helm.SdkHelm.lint
+
+    def counting_lint(self, chart, values, kube_version=helm.DEFAULT_KUBE_VERSION, stop=None):
+        linted.append(chart)
+        return real_lint(self, chart, values, kube_version, stop)
+
+    monkeypatch.setattr(helm.SdkHelm, "template", counting)
+    monkeypatch.setattr(helm.SdkHelm, "lint", counting_lint)
+    assert of(checked(), "single-replica") and calls == [] and linted == []
+    (root / "charts/app/templates/deployment.yaml").write_text(
+        (root / "charts/app/templates/deployment.yaml").read_text().replace("replicas:", "replicas: 3 #"))
+    report = checked()
+    assert calls == [1] and len(linted) == 1 and not of(report, "single-replica")

@@ -19,7 +19,9 @@ a notice, never Flux's failure), or the chart or its values are broken (Flux wou
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import posixpath
 import shutil
 import tarfile
@@ -38,7 +40,15 @@ from bot.fetch.charts import ChartRef, ChartUnavailable, fetch_chart
 from bot.model import Origin, ResourceId, Target, as_dict
 from bot.objects import RenderedObject
 from bot.render.chart_origin import ChartOrigins
-from bot.render.helm import DEFAULT_KUBE_VERSION, Helm, TemplateRequest, TemplateResult, chart_relative
+from bot.render.helm import (
+    DEFAULT_KUBE_VERSION,
+    Helm,
+    LintMessage,
+    LintResult,
+    TemplateRequest,
+    TemplateResult,
+    chart_relative,
+)
 from bot.render.kustomize import Kustomize, clean_error, run_build
 from bot.render.values import MergedValues, merge_maps, merge_release_values
 from bot.repo.manifest import (
@@ -56,7 +66,7 @@ from bot.repo.tree import PathEscape, RepoTree
 from bot.yamlpos import YamlError, load_docs
 
 if TYPE_CHECKING:
-    from bot.render.build import Rendered
+    from bot.render.build import DiskCache, Rendered
     from bot.repo.discover import RepoModel
 
 MAX_VALUES_BYTES = 1024 * 1024  # a fetched chart's values.yaml read for provenance
@@ -185,6 +195,7 @@ class ReleaseRenderer:
     api_versions: tuple[str, ...] = ()
     deadline: Deadline = field(default_factory=Deadline)
     missing_engine: str = ""  # why there is no Helm, when `helm` is None
+    cache: DiskCache | None = None  # Helm's output by the hash of everything it reads (the render cache)
 
     def render_all(self, rendered: list[Rendered]) -> list[Release]:
         """Every HelmRelease of every rendered target, in order; each target's `releases` set too."""
@@ -333,7 +344,7 @@ class ReleaseRenderer:
                                     kube_version=self.kube_version, api_versions=self.api_versions,
                                     include_crds=release.hr.include_crds)
                     for release, _index in pending]
-        results = self.helm.template(requests, self.deadline)
+        results = self._cached_template(requests)
         share = (time.monotonic() - started) / len(pending)
         for n, ((release, index), result) in enumerate(zip(pending, results, strict=True)):
             release.seconds += share
@@ -341,6 +352,28 @@ class ReleaseRenderer:
                 release.objects = self._finish(release, index, result, scratch / f"post-{n}")
             except Broken as exc:
                 release.status, release.reason, release.at = "error", str(exc), exc.field
+
+    def _cached_template(self, requests: list[TemplateRequest]) -> list[TemplateResult]:
+        """Helm's answer for each request: from the cache where everything it reads is unchanged, the
+        rest templated in one batch. A result a limit stopped is never kept."""
+        assert self.helm is not None
+        keys = [_cache_key(self.helm.version, r) for r in requests]
+        found: dict[int, TemplateResult] = {}
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                found[i] = TemplateResult(bool(hit.get("ok")), tuple((str(p), str(t)) for p, t in hit.get("manifests") or []),
+                                          str(hit.get("error") or ""), str(hit.get("error_file") or ""),
+                                          int(hit.get("error_line") or 0))
+        todo = [i for i in range(len(requests)) if i not in found]
+        fresh = self.helm.template([requests[i] for i in todo], self.deadline) if todo else []
+        for i, result in zip(todo, fresh, strict=True):
+            found[i] = result
+            if self.cache is not None and not result.stopped:
+                self.cache.put(keys[i], {"ok": result.ok, "manifests": [list(m) for m in result.manifests],
+                                         "error": result.error, "error_file": result.error_file,
+                                         "error_line": result.error_line})
+        return [found[i] for i in range(len(requests))]
 
     def _finish(self, release: Release, index: Index, result: TemplateResult, scratch: Path) -> list[RenderedObject]:
         if not result.ok:
@@ -432,6 +465,43 @@ def chart_folders(tree: RepoTree) -> list[str]:
         if not any(folder.startswith(outer.rstrip("/") + "/") or outer == "." for outer in out):
             out.append(folder)
     return out
+
+
+HELM_CACHE_VERSION = "1"
+
+
+def _cache_key(helm_version: str, request: TemplateRequest) -> str:
+    """The hash of everything `helm template` reads: the chart's files (or archive), the values, the
+    release, the cluster's capabilities and the engine's version."""
+    h = hashlib.sha256(json.dumps(["helm", HELM_CACHE_VERSION, helm_version, request.values, request.release_name,
+                                   request.namespace, request.kube_version, list(request.api_versions),
+                                   request.include_crds], sort_keys=True, default=str).encode())
+    h.update(_chart_digest(request.chart))
+    return h.hexdigest()
+
+
+def _chart_digest(chart: Path) -> bytes:
+    """A chart folder's files (names and contents), or an archive's bytes, as one digest."""
+    h = hashlib.sha256()
+    files = sorted(p for p in chart.rglob("*") if p.is_file()) if chart.is_dir() else [chart]
+    for path in files:
+        h.update(str(path.relative_to(chart) if chart.is_dir() else "").encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.digest()
+
+
+def cached_lint(helm: Helm, chart: Path, kube_version: str, cache: DiskCache | None, stop: Deadline) -> LintResult:
+    """`helm lint` of a chart folder, from the render cache while the chart's files are unchanged."""
+    key = hashlib.sha256(json.dumps(["lint", HELM_CACHE_VERSION, helm.version, kube_version]).encode()
+                         + _chart_digest(chart)).hexdigest()
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        return LintResult(bool(hit.get("ok")), tuple(LintMessage(*m) for m in hit.get("messages") or []),
+                          str(hit.get("error") or ""))
+    result = helm.lint(chart, {}, kube_version, stop)
+    if cache is not None and result.ok:
+        cache.put(key, {"ok": True, "messages": [[m.severity, m.path, m.line, m.message] for m in result.messages]})
+    return result
 
 
 def _locator(origins: ChartOrigins, ro: RenderedObject, template: str) -> Callable[[str], Origin]:

@@ -27,7 +27,14 @@ from bot.publish.report import Report, TargetStatus, plural
 from bot.render.build import DiskCache, Rendered, Renderer
 from bot.render.helm import Helm, HelmMissing, find_helm
 from bot.render.kustomize import Kustomize, find_kustomize
-from bot.render.releases import Release, ReleaseRenderer, chart_folders, copy_chart, is_helm_release
+from bot.render.releases import (
+    Release,
+    ReleaseRenderer,
+    cached_lint,
+    chart_folders,
+    copy_chart,
+    is_helm_release,
+)
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.run_rules import run_env_rules, run_repo_rules
@@ -99,6 +106,7 @@ def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, 
     by_env: dict[str, dict[ResourceId, RenderedObject]] = {}
     vendor: dict[str, set[ResourceId]] = {}
     shown: dict[str, set[ResourceId]] = {}
+    charted: dict[str, set[ResourceId]] = {}
     for r in rendered:
         env = r.target.environment or DEFAULT_ENVIRONMENT
         bucket = by_env.setdefault(env, {})
@@ -108,17 +116,21 @@ def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, 
                                              and not release.chart.in_repository for ro in release.objects)
         shown.setdefault(env, set()).update(release.hr_object.id for release in r.releases
                                             if release.status == "rendered")
+        charted.setdefault(env, set()).update(ro.id for release in r.releases for ro in release.objects)
     policy = effective_policy(config)
     read = model.tree.lines if model else (lambda _f: [])
     return [EnvContext(env, list(objs.values()), policy, repo=model, read_lines=read, changed_files=changed,
                        third_party=frozenset(third_party(objs.values(), config, read)), creators=config.creators,
-                       vendor_chart=frozenset(vendor.get(env, ())), rendered_releases=frozenset(shown.get(env, ())))
+                       vendor_chart=frozenset(vendor.get(env, ())), rendered_releases=frozenset(shown.get(env, ())),
+                       from_charts=frozenset(charted.get(env, ())))
             for env, objs in sorted(by_env.items())]
 
 
-def lint_charts(model: RepoModel, config: Config, changed: frozenset[str] | None, deadline: Deadline) -> list[Finding]:
+def lint_charts(model: RepoModel, config: Config, changed: frozenset[str] | None, deadline: Deadline,
+                cache: DiskCache | None = None) -> list[Finding]:
     """`helm lint` of every chart folder of the repository (those a change touched, in a review), as
-    chart-lint findings; nothing when no Helm engine is installed (the releases say so)."""
+    chart-lint findings, kept in the render cache by the chart's content; nothing when no Helm engine
+    is installed (the releases say so)."""
     folders = [f for f in chart_folders(model.tree) if not config.is_ignored(f)
                and (changed is None or any(p == f or p.startswith(f.rstrip("/") + "/") or f == "." for p in changed))]
     if not folders or config.severity_for(chart_lint.RULE, None) is None:
@@ -132,7 +144,8 @@ def lint_charts(model: RepoModel, config: Config, changed: frozenset[str] | None
         for i, folder in enumerate(folders):
             deadline.check()
             chart = copy_chart(model.tree, folder, Path(tmp) / str(i) / posixpath.basename(folder.rstrip("/") or "chart"))
-            out.extend(chart_lint.findings(folder, helm.lint(chart, {}, config.kube_version, deadline), config))
+            out.extend(chart_lint.findings(folder, cached_lint(helm, chart, config.kube_version, cache, deadline),
+                                           config))
     return [f for f in out if not config.is_ignored(f.origin.file)]
 
 
@@ -149,7 +162,8 @@ def render_releases(model: RepoModel, config: Config, renderer: Renderer, render
         helm, missing = None, str(exc)
     fetcher = renderer.remote.fetcher if renderer.fetch is not None and renderer.fetch.enabled else None
     releases = ReleaseRenderer(model, helm, renderer.kustomize, fetcher, kube_version=config.kube_version,
-                               api_versions=config.api_versions, deadline=deadline, missing_engine=missing)
+                               api_versions=config.api_versions, deadline=deadline, missing_engine=missing,
+                               cache=renderer.cache)
     return releases.render_all(rendered), helm.version if helm is not None else ""
 
 
@@ -180,7 +194,7 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
         side.third_party += len(ctx.third_party)
         side.findings.extend(run_env_rules(ctx, config, deadline=deadline))
     side.findings.extend(run_repo_rules(model, config, changed_files=changed, deadline=deadline))
-    side.findings.extend(lint_charts(model, config, changed, deadline))
+    side.findings.extend(lint_charts(model, config, changed, deadline, renderer.cache))
     attach_places(side.findings, side.rendered)
     return side
 
