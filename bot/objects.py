@@ -94,6 +94,8 @@ class EnvContext:
     # repository (`helm.vendor_charts` in the config).
     from_charts: frozenset[ResourceId] = frozenset()
     vendor_chart: frozenset[ResourceId] = frozenset()
+    # The Kubernetes version objects are validated for (`kubernetes.version` in the config).
+    kube_version: str = "1.33.0"
     # HelmReleases whose charts were rendered: what they install is among `objects`.
     rendered_releases: frozenset[ResourceId] = frozenset()
     # The repository's `creators:` (bot.config.Creator): objects that create others, beyond rules.creators.

@@ -37,6 +37,7 @@ CATALOGUE_ORDER = (
     "probe-port",
     "service-selector",
     "route-backend",
+    "invalid-manifest",
 )
 
 

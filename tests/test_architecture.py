@@ -20,7 +20,7 @@ LEAVES = ("bot.config", "bot.policy", "bot.quantity", "bot.catalogue")
 # Rules with no check of their own: the pipeline makes their findings from what the renderer reports.
 MADE_BY_PIPELINE = {"build-error", "remote-unchecked", "chart-error", "chart-unavailable", "chart-lint"}
 # Environment rules with a repository part (files that no target renders).
-ENV_AND_REPO = {"hardcoded-secret"}
+ENV_AND_REPO = {"hardcoded-secret", "invalid-manifest"}
 
 
 def fresh(code: str) -> subprocess.CompletedProcess[str]:

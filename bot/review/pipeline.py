@@ -7,6 +7,7 @@ policed fetcher, for remote Kustomize resources (bot.fetch; off with `fetch: {en
 
 from __future__ import annotations
 
+import collections
 import difflib
 import posixpath
 import tempfile
@@ -38,6 +39,7 @@ from bot.render.releases import (
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.run_rules import run_env_rules, run_repo_rules
+from bot.validate.schemas import Catalog
 from bot.yamlpos import YamlError
 from rules import chart_error, chart_lint, chart_unavailable, remote_unchecked
 from rules.hardcoded_secret import redact, secret_values
@@ -122,7 +124,7 @@ def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, 
     return [EnvContext(env, list(objs.values()), policy, repo=model, read_lines=read, changed_files=changed,
                        third_party=frozenset(third_party(objs.values(), config, read)), creators=config.creators,
                        vendor_chart=frozenset(vendor.get(env, ())), rendered_releases=frozenset(shown.get(env, ())),
-                       from_charts=frozenset(charted.get(env, ())))
+                       from_charts=frozenset(charted.get(env, ())), kube_version=config.kube_version)
             for env, objs in sorted(by_env.items())]
 
 
@@ -367,11 +369,30 @@ def coverage_notes(model: RepoModel, side: Side, config: Config) -> list[str]:
     releases = [release for r in rendered for release in r.releases]
     if releases:
         notes.append(release_note(releases))
+    unvalidated = schema_coverage(model, rendered, config)
+    if unvalidated:
+        notes.append(unvalidated)
     if side.third_party:
         notes.append(f"{plural(side.third_party, 'object')} from vendored or generated files (Flux's own install, "
                      f"`third_party` globs) were not judged by the rules for the team's own workloads; the "
                      f"security rules still apply to them.")
     return notes
+
+
+def schema_coverage(model: RepoModel, rendered: list[Rendered], config: Config) -> str | None:
+    """What invalid-manifest could not validate: objects of kinds with no schema here, said once."""
+    objects = {(r.target.environment, ro.id): ro.obj for r in rendered if r.ok for ro in r.applied}
+    crds = [o for o in objects.values() if o.get("kind") == "CustomResourceDefinition"]
+    crds += [o for _rel, o in model.source_objects() if o.get("kind") == "CustomResourceDefinition"]
+    schemas = Catalog.for_objects(config.kube_version, crds)
+    kinds = collections.Counter(
+        f"{o.get('kind')} ({o.get('apiVersion')})" for o in objects.values()
+        if schemas.compiled(str(o.get("apiVersion")), str(o.get("kind"))) is None)
+    if not kinds:
+        return None
+    n = sum(kinds.values())
+    return (f"{plural(n, 'object')} of {plural(len(kinds), 'kind')} without a schema were not validated "
+            f"({_some(sorted(kinds))}): add their CustomResourceDefinitions to the repository to validate them.")
 
 
 def release_note(releases: list[Release]) -> str:
