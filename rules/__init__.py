@@ -38,6 +38,7 @@ CATALOGUE_ORDER = (
     "service-selector",
     "route-backend",
     "invalid-manifest",
+    "pod-security",
 )
 
 

@@ -32,7 +32,7 @@ def test_prints_the_check_run_and_the_comments_it_would_post(repo, capsys):
     assert "overlays/staging/web/kustomization.yaml:17 notice env-defaults (staging) [existing]" in out
     assert "== review (COMMENT," in out
     assert "--- overlays/production/worker/patch-deployment.yaml:6" in out and "```suggestion" in out
-    assert "--- overlays/production/web/patch-deployment.yaml:14" in out  # removed limits, anchored on the hunk
+    assert "--- overlays/production/web/patch-deployment.yaml:22" in out  # removed limits, anchored on the hunk
     assert "--- overlays/staging/api/patch-deployment.yaml:13" in out
     assert "fake-staging-pw-0000" not in out
     assert out.count("<!-- infra-review:fp=") >= 5

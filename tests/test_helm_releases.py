@@ -15,7 +15,7 @@ import helm_python
 import pytest
 from helm_python.registry import repo_index_generate
 from registry_fixture import RunningRegistry, push_chart
-from trees import flux_kustomization, write
+from trees import flux_kustomization, line_of, write
 
 from bot.config import Config, parse_config
 from bot.model import Finding
@@ -111,10 +111,6 @@ def repo(tmp_path: Path, files: dict[str, str], resources: tuple[str, ...] = ("r
 
 def lines(root: Path, rel: str) -> list[str]:
     return (root / rel).read_text().splitlines()
-
-
-def line_of(root: Path, rel: str, text: str) -> int:
-    return next(n for n, line in enumerate(lines(root, rel), 1) if text in line)
 
 
 # --- a chart in the repository ---------------------------------------------------------------------

@@ -128,9 +128,9 @@ async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, exa
     assert "`single-replica`" in where[("overlays/production/worker/patch-deployment.yaml", 6)]
     assert "`hardcoded-secret`" in where[("overlays/staging/api/patch-deployment.yaml", 13)]
     assert "fake-staging-pw-0000" not in posted.body["body"] + "".join(where.values())
-    # The removed `limits:` block: the finding's own line (the container, :10) is outside the hunk
-    # (12-14); the comment sits on the changed line of the same object instead.
-    removed_limits = where[("overlays/production/web/patch-deployment.yaml", 14)]
+    # The removed `limits:` block: the finding's own line (the container, :14) is outside the hunk
+    # (20-22); the comment sits on the changed line of the same object instead.
+    removed_limits = where[("overlays/production/web/patch-deployment.yaml", 22)]
     assert "`missing-resources`" in removed_limits and "limits.cpu" in removed_limits
     # The readinessProbe deleted in base/api: the production finding's own line is the container in
     # the (unchanged) production patch; the comment sits where the probe was deleted in the base,

@@ -99,7 +99,7 @@ def test_registry_has_every_catalogue_id_with_metadata():
         "hardcoded-secret", "sops-coverage", "missing-resources", "latest-tag", "missing-probes", "single-replica",
         "env-defaults", "missing-network-policy", "missing-labels", "direct-apply", "flux-config", "build-error",
         "probe-port", "service-selector", "route-backend", "remote-unchecked", "chart-error", "chart-unavailable",
-        "chart-lint", "invalid-manifest",
+        "chart-lint", "invalid-manifest", "pod-security",
     }  # fmt: skip
     for rule in all_rules():
         assert rule.title and rule.rationale and rule.remediation

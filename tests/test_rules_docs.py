@@ -29,7 +29,9 @@ def test_readme_table_rows():
     rows = readme_table().splitlines()
     assert len(rows) == 2 + len(all_rules())
     assert "| [`latest-tag`](docs/rules.md#latest-tag-image-without-a-fixed-version) |" in readme_table()
-    assert rows[-1].endswith("| error / error / error |")
+    by_id = {row.split("`")[1]: row for row in rows[2:]}
+    assert by_id["build-error"].endswith("| error / error / error |")
+    assert by_id["pod-security"].endswith("| warning / notice / notice |")
 
 
 def test_check_detects_stale(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from trees import flux_kustomization, write
+from trees import flux_kustomization, line_of, write
 
 from bot.config import Config
 from bot.model import Finding
@@ -48,9 +48,6 @@ def check(root: Path) -> Report:
 def invalid(report: Report) -> list[Finding]:
     return [f for f in report.findings if f.rule == "invalid-manifest"]
 
-
-def line_of(root: Path, rel: str, text: str) -> int:
-    return next(n for n, line in enumerate((root / rel).read_text().splitlines(), 1) if text in line)
 
 
 def overlay(tmp_path: Path, patch: str, base: str = DEPLOYMENT) -> Path:

@@ -20,6 +20,11 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def line_of(root: Path, rel: str, text: str) -> int:
+    """The 1-based number of the first line of `rel` that holds `text`."""
+    return next(n for n, line in enumerate((root / rel).read_text().splitlines(), 1) if text in line)
+
+
 def flux_kustomization(path: str, name: str = "apps", source: str = "GitRepository/flux-system") -> str:
     """A Flux Kustomization (flux-system namespace, `wait: true`) syncing `path` from `source`."""
     kind, _, source_name = source.partition("/")

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,26 @@ class Compiled:
     vendored: bool = False  # a CRD of bot/validate/crds/, not the cluster's own copy
 
 
+@cache
+def _compiled_builtin(folder: Path, api_version: str, kind: str) -> Compiled | None:
+    """A built-in kind's validator, compiled once per process (every catalogue of that version shares it)."""
+    path = folder / _builtin_file(api_version, kind)
+    if not path.is_file():
+        return None
+    root = json.loads(path.read_text(encoding="utf-8"))
+    return Compiled(jsonschema_rs.Draft202012Validator(root, registry=_registry(folder)), root, _definitions(folder))
+
+
+@lru_cache(maxsize=512)
+def _compiled_crd(text: str, vendored: bool) -> Compiled | None:
+    """A CRD version's validator, compiled once per schema text."""
+    schema = json.loads(text)
+    try:
+        return Compiled(jsonschema_rs.Draft202012Validator(schema), schema, vendored=vendored)
+    except (ValueError, jsonschema_rs.ReferencingError):
+        return None  # a CRD whose schema is not one: the API server would refuse the CRD itself
+
+
 @dataclass
 class Catalog:
     """Validators for one Kubernetes version and one repository's CRDs; compiled on first use."""
@@ -126,22 +146,13 @@ class Catalog:
 
     def _compile(self, api_version: str, kind: str) -> Compiled | None:
         schema = self.crds.get((api_version, kind))
-        if schema is None and builtin_group(api_version):
-            folder = schema_folder(self.kube_version)
-            path = folder / _builtin_file(api_version, kind)
-            if path.is_file():
-                root = json.loads(path.read_text(encoding="utf-8"))
-                return Compiled(jsonschema_rs.Draft202012Validator(root, registry=_registry(folder)), root,
-                                _definitions(folder))
-            return None
-        vendored = schema is None
-        schema = schema if schema is not None else vendored_crds().get((api_version, kind))
-        if schema is None:
-            return None
-        try:
-            return Compiled(jsonschema_rs.Draft202012Validator(schema), schema, vendored=vendored)
-        except (ValueError, jsonschema_rs.ReferencingError):
-            return None  # a CRD whose schema is not one: the API server would refuse the CRD itself
+        if schema is not None:
+            return _compiled_crd(json.dumps(schema, sort_keys=True), vendored=False)
+        if builtin_group(api_version):
+            return _compiled_builtin(schema_folder(self.kube_version), api_version, kind)
+        if (api_version, kind) in vendored_crds():
+            return _compiled_crd(json.dumps(vendored_crds()[(api_version, kind)], sort_keys=True), vendored=True)
+        return None
 
     def resolve(self, compiled: Compiled, schema_path: Iterable[str | int]) -> Any:
         """The schema node at a validation error's schema path."""
