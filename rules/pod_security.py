@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.model import Finding, Suggestion, format_path
+from bot.model import Finding, Suggestion, format_path, parse_path
 from bot.objects import EnvContext, RenderedObject
 from bot.validate.podsecurity import LEVELS, Violation, version_of, violations
 from rules.base import (
@@ -72,16 +72,12 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
 
 
 def _relative(container_path: str, pod_path: str) -> tuple[Any, ...]:
-    from bot.model import parse_path
-
     return parse_path(container_path)[len(parse_path(pod_path)):]
 
 
 def _finding(ctx: EnvContext, rule: Rule, obj: RenderedObject, pod_path: str, v: Violation,
              enforcing: tuple[str, str] | None, level: str, group: list[Violation] | None = None,
              suggestion: Suggestion | None = None) -> Finding:
-    from bot.model import parse_path
-
     if v.path and v.path[0] == "metadata":
         field = format_path((*parse_path(pod_meta_path(obj.kind)), *v.path[1:]))
     else:

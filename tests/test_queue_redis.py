@@ -430,3 +430,49 @@ async def test_finished_work_stored_before_retention_is_indexed_once_and_pruned(
     assert [j.id for j in await upgraded.jobs()] == [live.id]
     assert not await upgraded.add_delivery(Delivery("x-2", "pull_request", "{}")), "unhandled: kept"
     assert await upgraded.add_delivery(Delivery("x-1", "pull_request", "{}"))
+
+
+async def test_a_redis_that_stops_answering_raises_instead_of_hanging(monkeypatch):
+    """A server that accepts the connection and never replies (a hung Redis, or a connection a cancelled
+    command left half-read): every command is bounded, so opening the queue fails, and closing never hangs."""
+    import bot.queue.redis as redis_queue
+
+    monkeypatch.setattr(redis_queue, "COMMAND_TIMEOUT", 0.5)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    q = RedisQueue(f"redis://127.0.0.1:{port}/0", prefix="silent:")
+    started = time.monotonic()
+    try:
+        with pytest.raises((TimeoutError, redis.exceptions.TimeoutError)):
+            await q.open()
+        await asyncio.wait_for(q.close(), 5)
+    finally:
+        for w in accepted:
+            w.close()
+        server.close()
+    assert accepted and time.monotonic() - started < 5
+
+
+async def test_closing_stops_the_renewer_even_when_a_cancelled_command_raises_an_error(instances):
+    """redis-py may turn a cancellation that arrives mid-command into a connection error: the renewal
+    loop must stop all the same, or close() waits for it forever."""
+    q = await instances(lease=0.3)
+    renewing = asyncio.Event()
+
+    async def renew_turning_cancellation_into_an_error(lease=None):
+        if lease == 0:  # close() releasing the leases: answers at once
+            return
+        renewing.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise ConnectionError("Connection closed by server.") from None
+
+    q._renew = renew_turning_cancellation_into_an_error
+    await asyncio.wait_for(renewing.wait(), 5)
+    await asyncio.wait_for(q.close(), 5)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "infra-review:"
 DEFAULT_LEASE = 30.0
 PRUNE_BATCH = 500
+COMMAND_TIMEOUT = 10.0  # seconds any one Redis command (or connecting) may take
 JOB_FIELDS = ("id", "installation_id", "repo", "pr_number", "head_sha", "reason", "delivery_id", "attempt",
               "state")
 
@@ -349,7 +350,10 @@ class RedisQueue(Queue):
     async def open(self) -> None:
         if self._redis is not None:
             return
-        client = aioredis.Redis.from_url(self.url, decode_responses=True)
+        # Every command is bounded: a Redis that stops answering (or a connection a cancelled command left
+        # half-read) raises a TimeoutError instead of holding the service, or its shutdown, forever.
+        client = aioredis.Redis.from_url(self.url, decode_responses=True, socket_timeout=COMMAND_TIMEOUT,
+                                         socket_connect_timeout=COMMAND_TIMEOUT)
         self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
         self._redis = client
         self.owner = uuid.uuid4().hex
@@ -362,15 +366,16 @@ class RedisQueue(Queue):
             return
         if self._renewer is not None:
             self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._renewer, COMMAND_TIMEOUT)
             self._renewer = None
         try:
-            await self._renew(lease=0)
+            await asyncio.wait_for(self._renew(lease=0), COMMAND_TIMEOUT)
         except Exception:
             log.warning("redis queue: could not release leases on close; they expire on their own",
                         exc_info=True)
-        await self._redis.aclose()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._redis.aclose(), COMMAND_TIMEOUT)
         self._redis = None
         self._held_jobs.clear()
         self._held_delivery = None
@@ -393,11 +398,17 @@ class RedisQueue(Queue):
         self._held_jobs.difference_update(int(i) for i in lost)
 
     async def _renew_forever(self) -> None:
-        while True:
+        """Renew the leases until the queue closes. A cancellation that arrives during a command can
+        reach us as a connection error (redis-py turns it into one); the loop then stops all the same,
+        rather than retry forever and hold `close()` with it."""
+        task = asyncio.current_task()
+        while self._redis is not None and not (task and task.cancelling()):
             await asyncio.sleep(self.lease / 3)
             try:
                 await self._renew()
             except Exception:
+                if task and task.cancelling():
+                    raise asyncio.CancelledError from None
                 log.warning("redis queue: lease renewal failed; retrying", exc_info=True)
 
     async def ping(self) -> None:
