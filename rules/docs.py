@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.model import get_path
 from bot.policy import default_policy
+from bot.publish.report import rule_anchor
 from rules import all_rules
 from rules.base import Rule
 from rules.suppression import ANNOTATION
@@ -134,12 +135,8 @@ def readme_table(link_prefix: str = "docs/rules.md") -> str:
     out = ["| id | what it flags | production / staging / development |", "|---|---|---|"]
     for rule in all_rules():
         sev = " / ".join(_sev(rule.severity.get(e)) for e in ENV_ORDER)
-        out.append(f"| [`{rule.id}`]({link_prefix}#{rule.id}-{_anchor(rule.title)}) | {rule.title} | {sev} |")
+        out.append(f"| [`{rule.id}`]({link_prefix}#{rule_anchor(rule.id, rule.title)}) | {rule.title} | {sev} |")
     return "\n".join(out)
-
-
-def _anchor(title: str) -> str:
-    return "".join(ch for ch in title.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
 
 
 def main(argv: list[str] | None = None) -> int:

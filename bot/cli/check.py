@@ -12,6 +12,8 @@ from pathlib import Path
 
 from bot.config import Config, ConfigError, parse_config
 from bot.publish.report import fails
+from bot.publish.select import Selection
+from bot.publish.text import summary_line
 from bot.render.kustomize import RendererMissing
 from bot.repo.git import GitError, git
 from bot.repo.tree import choose_root
@@ -86,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
     from bot.review.pipeline import NothingToCheck, run_check
 
     head = args.path
+    selection = Selection(frozenset(args.rule or ()), frozenset(args.skip_rule or ()), args.min_severity,
+                          args.new_only)
+    unknown = selection.unknown(r.id for r in all_rules())
+    if unknown:
+        print(f"infra-review check: unknown rule id {', '.join(unknown)}; the rules are: "
+              f"{', '.join(r.id for r in all_rules())} (`infra-review rules` lists them)", file=sys.stderr)
+        return 2
     try:
         path = args.path.resolve()
         if not path.exists():
@@ -123,17 +132,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"infra-review check: {hint or exc}", file=sys.stderr)
         return 2
     fail_on = args.fail_on or config.fail_on
+    report = dataclasses.replace(report, findings=selection.apply(report.findings))
+    shown = report
+    if args.quiet:
+        shown = dataclasses.replace(report, findings=[f for f in report.findings if f.severity == "error"], notes=[])
+    decide = "new" if fail_on == "never" else fail_on
     fmt = args.format
     if fmt == "json":
-        out = render_json(report)
+        out = render_json(shown)
     elif fmt == "sarif":
-        out = render_sarif(report)
+        out = render_sarif(shown)
     elif fmt == "github":
-        out = render_github(report, fail_on)
+        out = render_github(shown, decide)
     else:
-        out = render_text(report, colour=sys.stdout.isatty(), fail_on=fail_on)
-    sys.stdout.write(out if out.endswith("\n") else out + "\n")
-    return 1 if fails(report.findings, fail_on) else 0
+        out = render_text(shown, colour=sys.stdout.isatty() and not args.output, fail_on=decide)
+    out = out if out.endswith("\n") else out + "\n"
+    if args.output:
+        try:
+            args.output.write_text(out, encoding="utf-8")
+        except OSError as exc:
+            print(f"infra-review check: --output {args.output}: {exc.strerror or exc}; give a writable file",
+                  file=sys.stderr)
+            return 2
+        sys.stdout.write(summary_line(report, decide) + f" — {args.format} written to {args.output}\n")
+    else:
+        sys.stdout.write(out)
+    return 0 if fail_on == "never" else (1 if fails(report.findings, fail_on) else 0)
 
 
 def add_parser(sub) -> None:
@@ -144,7 +168,15 @@ def add_parser(sub) -> None:
                                                    "the environment they are judged as (default production)")
     c.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text")
     c.add_argument("--config", type=Path, help=f"config file (default: {CONFIG_PATH} in the repository)")
-    c.add_argument("--fail-on", choices=("new", "all"), help="exit 1 on new errors (default) or on any error")
+    c.add_argument("--fail-on", choices=("new", "all", "never"),
+                   help="exit 1 on new errors (default), on any error, or never (the report only)")
+    c.add_argument("--output", type=Path, help="write the report (any --format) to this file; stdout gets the summary")
+    c.add_argument("--rule", action="append", metavar="ID", help="only this rule (repeatable)")
+    c.add_argument("--skip-rule", action="append", metavar="ID", help="leave this rule out (repeatable)")
+    c.add_argument("--min-severity", choices=("error", "warning", "notice"), default="notice",
+                   help="leave out findings below this severity")
+    c.add_argument("--new-only", action="store_true", help="only findings new against --base")
+    c.add_argument("--quiet", action="store_true", help="only errors and the summary")
     c.add_argument("--root", type=Path, help="the repository root Flux paths are relative to (default: PATH or "
                                              "its git work tree, whichever more of the Flux paths resolve from)")
     c.add_argument("--offline", action="store_true", help="fetch nothing: remote resources are reported as not "

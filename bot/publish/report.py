@@ -107,6 +107,18 @@ def deciding(findings: Iterable[Finding], fail_on: str = "new") -> list[Finding]
     return [f for f in findings if not f.suppressed and (f.new or fail_on == "all")]
 
 
+DOCS_URL = "https://github.com/infra-review/infra-review/blob/main/docs/rules.md"
+
+
+def rule_anchor(rule_id: str, title: str) -> str:
+    """The anchor of a rule's section in docs/rules.md (`latest-tag-image-without-a-fixed-version`)."""
+    return f"{rule_id}-" + "".join(ch for ch in title.lower().replace(" ", "-") if ch.isalnum() or ch == "-")
+
+
+def rule_docs_url(rule_id: str, title: str) -> str:
+    return f"{DOCS_URL}#{rule_anchor(rule_id, title)}"
+
+
 def fails(findings: Iterable[Finding], fail_on: str = "new") -> bool:
     return any(f.severity == "error" for f in deciding(findings, fail_on))
 

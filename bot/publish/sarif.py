@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from bot.model import SEVERITIES, Finding
-from bot.publish.report import TOOL_NAME, Report, RuleMeta, sorted_findings, statement
+from bot.publish.report import TOOL_NAME, Report, RuleMeta, rule_docs_url, sorted_findings, statement
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "infraReview/v1"
@@ -42,6 +42,7 @@ def _rule_descriptor(rule_id: str, meta: RuleMeta | None) -> dict[str, Any]:
         "fullDescription": {"text": help_text},
         "help": {"text": help_text, "markdown": f"{meta.rationale}\n\n**Remediation:** {meta.remediation}"},
         "defaultConfiguration": {"level": default_level(meta.severity)},
+        "helpUri": rule_docs_url(rule_id, meta.title),
         "properties": {"severity": {env: sev for env, sev in dict(meta.severity).items()}},
     }
 
