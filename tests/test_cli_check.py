@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,9 +11,9 @@ import pytest
 from conftest_paths import REPO, SARIF_SCHEMA
 from trees import run_bot
 
+from bot.cli.demo import build_example_repo
+
 EXAMPLE = REPO / "examples" / "repo"
-PATCH = REPO / "examples" / "pull-request.patch"
-GIT = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "-c", "commit.gpgsign=false"]
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -24,12 +23,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def pr_repo(tmp_path_factory) -> Path:
     """The example as a git repository: `main`, and the pull request checked out on top."""
-    root = tmp_path_factory.mktemp("gitops") / "repo"
-    shutil.copytree(EXAMPLE, root)
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "main"],
-                ["checkout", "-qb", "pull-request"], ["apply", str(PATCH)], ["add", "-A"], ["commit", "-qm", "pr"]):
-        subprocess.run([*GIT, *cmd], cwd=root, check=True, capture_output=True)
-    return root
+    return build_example_repo(tmp_path_factory.mktemp("gitops") / "repo")
 
 
 def test_json_contract_against_a_git_base(pr_repo):

@@ -5,30 +5,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest_paths import REPO, SARIF_SCHEMA
+from conftest_paths import SARIF_SCHEMA
 from trees import run_bot
 
+from bot.cli.demo import build_example_repo
 from rules import all_rules
-
-EXAMPLE = REPO / "examples" / "repo"
-PATCH = REPO / "examples" / "pull-request.patch"
-GIT = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "-c", "commit.gpgsign=false"]
 
 
 @pytest.fixture(scope="module")
 def pr_repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("filters") / "repo"
-    shutil.copytree(EXAMPLE, root)
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "main"],
-                ["checkout", "-qb", "pull-request"], ["apply", str(PATCH)], ["add", "-A"], ["commit", "-qm", "pr"]):
-        subprocess.run([*GIT, *cmd], cwd=root, check=True, capture_output=True)
-    return root
+    """The example as a git repository: `main`, and the pull request checked out on top."""
+    return build_example_repo(tmp_path_factory.mktemp("gitops") / "repo")
 
 
 def findings(out: subprocess.CompletedProcess) -> list[dict]:
