@@ -22,7 +22,7 @@ from bot.config import Config
 from bot.render.build import DiskCache
 from bot.review.pipeline import check_repository, make_model
 from bot.validate.problems import problems
-from bot.validate.schemas import Catalog
+from bot.validate.schemas import CRD, Catalog, repository_crds
 
 
 def measure(root: Path) -> dict:
@@ -30,8 +30,7 @@ def measure(root: Path) -> dict:
     model = make_model(root, config)
     side = check_repository(model, config, cache=DiskCache(None))
     objects = [ro.obj for r in side.rendered if r.ok for ro in r.applied]
-    crds = [o for o in objects if o.get("kind") == "CustomResourceDefinition"]
-    crds += [o for _rel, o in model.source_objects() if o.get("kind") == "CustomResourceDefinition"]
+    crds = [o for o in objects if o.get("kind") == CRD] + repository_crds(model)
     started = time.perf_counter()
     catalog = Catalog.for_objects(config.kube_version, crds)
     validated, skipped = 0, collections.Counter()

@@ -17,7 +17,7 @@ from bot.model import Finding, Suggestion
 from bot.objects import EnvContext, RenderedObject
 from bot.repo.tree import KUSTOMIZATION_NAMES
 from bot.validate.problems import Problem, problems, walked_problems
-from bot.validate.schemas import Catalog
+from bot.validate.schemas import CRD, Catalog, repository_crds
 from rules.base import Rule, all_envs, finding, only_this_environment, source_line
 from rules.repo_checks import RepoScope, repo_finding, where
 
@@ -37,10 +37,8 @@ EFFECT = {
 
 def catalog(ctx: EnvContext) -> Catalog:
     """The schemas for this environment: its Kubernetes version, the CRDs it renders and the repository's."""
-    objects = [ro.obj for ro in ctx.objects]
-    if ctx.repo is not None:
-        objects += [obj for _rel, obj in ctx.repo.source_objects() if obj.get("kind") == "CustomResourceDefinition"]
-    return Catalog.for_objects(ctx.kube_version, objects)
+    objects = [ro.obj for ro in ctx.objects if ro.kind == CRD]
+    return Catalog.for_objects(ctx.kube_version, objects + (repository_crds(ctx.repo) if ctx.repo else []))
 
 
 def rename(ctx: EnvContext, obj: RenderedObject, problem: Problem) -> Suggestion | None:
@@ -79,8 +77,7 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
 def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     """Repeated keys (two containers named `api`) in the repository's own documents, patches included."""
     model = scope.model
-    schemas = Catalog.for_objects(scope.config.kube_version, (obj for _rel, obj in model.source_objects()
-                                                              if obj.get("kind") == "CustomResourceDefinition"))
+    schemas = Catalog.for_objects(scope.config.kube_version, repository_crds(model))
     for rel in sorted(model.tree.files):
         if not rel.endswith(YAML_SUFFIXES) or posixpath.basename(rel) in KUSTOMIZATION_NAMES:
             continue

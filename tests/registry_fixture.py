@@ -23,16 +23,13 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -44,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from loopback import Folder, Server, spawned
 
 REQUIRE = "INFRA_REVIEW_REQUIRE_REGISTRY"
 BINARY = "/usr/bin/docker-registry"
@@ -59,12 +57,6 @@ def registry_binary() -> str | None:
     if os.access(BINARY, os.X_OK):
         return BINARY
     return shutil.which("docker-registry") or shutil.which("registry")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None,
@@ -118,17 +110,17 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> N
 def running_registry(workdir: Path, root: Path, auth: dict[str, Any] | None = None,
                      tls: dict[str, str] | None = None, redirect: str = "") -> Iterator[RunningRegistry]:
     """A docker-registry serving `root`, stopped on exit; `auth` and `tls` as in its configuration,
-    `redirect` a base URL its blobs are redirected to (the `redirect` storage middleware). A port taken
-    between the probe and the registry's bind (another xdist worker) makes it exit: then another port
-    is tried."""
+    `redirect` a base URL its blobs are redirected to (the `redirect` storage middleware); on a free port
+    (loopback.spawned)."""
     binary = registry_binary()
     if binary is None:
         if os.environ.get(REQUIRE) == "1":
             pytest.fail(f"docker-registry is not installed, and {REQUIRE}=1: CI must install it (.ci/apt.sh, from .ci/run)")
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
     workdir.mkdir(parents=True, exist_ok=True)
-    for attempt in range(5):
-        port = _free_port()
+    scheme = "https" if tls else "http"
+
+    def start(port: int) -> subprocess.Popen:
         config: dict[str, Any] = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -141,28 +133,12 @@ def running_registry(workdir: Path, root: Path, auth: dict[str, Any] | None = No
             config["middleware"] = {"storage": [{"name": "redirect", "options": {"baseurl": redirect}}]}
         config_file = workdir / f"config-{port}.yml"
         config_file.write_text(yaml.safe_dump(config))
-        log = (workdir / f"registry-{port}.log").open("wb")
-        proc = subprocess.Popen([binary, "serve", str(config_file)], stdout=log, stderr=subprocess.STDOUT,
-                                cwd=workdir)
-        log.close()
-        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-        try:
-            _wait_until_up(url, proc)
-            break
-        except RuntimeError:
-            proc.kill()
-            proc.wait()
-            if attempt == 4:
-                raise
-    try:
-        yield RunningRegistry(url, root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with (workdir / f"registry-{port}.log").open("wb") as log:
+            return subprocess.Popen([binary, "serve", str(config_file)], stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=workdir)
+
+    with spawned(start, lambda port, proc: _wait_until_up(f"{scheme}://127.0.0.1:{port}", proc)) as port:
+        yield RunningRegistry(f"{scheme}://127.0.0.1:{port}", root)
 
 
 @pytest.fixture(scope="session")
@@ -174,20 +150,24 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegist
 
 # --- a registry behind a token service -------------------------------------------------------------
 
-@dataclass
-class TokenService:
-    """Grants `pull` (and nothing else) to anyone, as a public registry's token service does for an
-    anonymous client; every request is recorded as (query, headers)."""
+class TokenService(Server):
+    """Grants `pull` (and nothing else) to anyone at `/token`, as a public registry's token service does
+    for an anonymous client; `asked` is every request's (query, headers)."""
 
-    key: rsa.RSAPrivateKey
-    certificate: bytes  # DER
-    requests: list[tuple[dict[str, list[str]], dict[str, str]]] = field(default_factory=list)
-    httpd: ThreadingHTTPServer | None = None
+    def __init__(self, key: rsa.RSAPrivateKey, certificate: bytes):
+        self.key, self.certificate = key, certificate  # the certificate as DER
+        super().__init__()
 
     @property
-    def url(self) -> str:
-        assert self.httpd is not None
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def asked(self) -> list[tuple[dict[str, list[str]], dict[str, str]]]:
+        return [(parse_qs(urlsplit(path).query), headers) for path, headers in self.requests]
+
+    def answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(path)
+        if parts.path != "/token":
+            return 404, {"Content-Type": "application/json"}, b"{}"
+        token = self.token(parse_qs(parts.query).get("scope", []))
+        return 200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode()
 
     def token(self, scopes: list[str]) -> str:
         access = []
@@ -200,36 +180,6 @@ class TokenService:
                   "jti": uuid.uuid4().hex, "access": access}
         return jwt.encode(claims, self.key, algorithm="RS256",
                           headers={"x5c": [base64.b64encode(self.certificate).decode()]})
-
-    def start(self) -> None:
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                parts = urlsplit(self.path)
-                query = parse_qs(parts.query)
-                service.requests.append((query, dict(self.headers.items())))
-                status, body = (404, b"{}") if parts.path != "/token" else (
-                    200, json.dumps({"token": service.token(query.get("scope", []))}).encode())
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
 
 
 def _signing_pair() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
@@ -244,41 +194,9 @@ def _signing_pair() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     return key, cert
 
 
-class BlobStore:
+class BlobStore(Folder):
     """The registry's storage served over plain HTTP, where its `redirect` middleware sends blob
     downloads; every request is recorded as (path, headers)."""
-
-    def __init__(self, root: Path):
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        store = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                store.requests.append((self.path, dict(self.headers.items())))
-                path = (root / urlsplit(self.path).path.lstrip("/")).resolve()
-                found = path.is_relative_to(root.resolve()) and path.is_file()
-                body = path.read_bytes() if found else b""
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @dataclass(frozen=True)
@@ -298,7 +216,6 @@ def token_registry(registry: RunningRegistry, tmp_path_factory: pytest.TempPathF
     bundle = workdir / "token-ca.pem"
     bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     tokens = TokenService(key, cert.public_bytes(serialization.Encoding.DER))
-    tokens.start()
     blobs = BlobStore(registry.root)
     auth = {"token": {"realm": f"{tokens.url}/token", "service": SERVICE, "issuer": ISSUER,
                       "rootcertbundle": str(bundle)}}
@@ -306,8 +223,8 @@ def token_registry(registry: RunningRegistry, tmp_path_factory: pytest.TempPathF
         with running_registry(workdir, registry.root, auth, redirect=f"{blobs.url}/") as running:
             yield TokenRegistry(running, tokens, blobs)
     finally:
-        tokens.stop()
-        blobs.stop()
+        tokens.close()
+        blobs.close()
 
 
 # --- pushing ----------------------------------------------------------------------------------------

@@ -10,17 +10,16 @@ import gzip
 import hashlib
 import io
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from loopback import Server
 from registry_fixture import RunningRegistry, TokenRegistry, push_chart, request, running_registry
 
 from bot.fetch import Fetcher, FetchSettings
@@ -50,50 +49,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class Origin:
-    """A loopback HTTP server of fixed files (path -> bytes); it records every connection it accepts
-    and every request's path, so a test can say that nothing reached it."""
+class Origin(Server):
+    """A loopback HTTP server of fixed files (path -> bytes), which a test may change as it goes."""
 
     def __init__(self, files: dict[str, bytes] | None = None):
         self.files: dict[str, bytes] = dict(files or {})
-        self.connections = 0
-        self.paths: list[str] = []
-        origin = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                origin.paths.append(self.path)
-                body = origin.files.get(self.path)
-                self.send_response(404 if body is None else 200)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Counting(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def verify_request(self, request: Any, client_address: Any) -> bool:
-                origin.connections += 1
-                return True
-
-        self.httpd = Counting(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def answer(self, path: str) -> tuple[int, dict[str, str], bytes] | None:
+        body = self.files.get(path)
+        return None if body is None else (200, {}, body)
 
     def count(self, path: str) -> int:
         return self.paths.count(path)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def index_yaml(entries: dict[str, list[dict[str, Any]]]) -> bytes:
@@ -509,11 +477,11 @@ def test_the_registry_token_flow_is_anonymous_and_the_token_goes_to_the_registry
     pushed = push(registry, f"{namespace}/demo", ["1.0.0", "1.4.0"])
     guarded = token_registry.registry
     assert request("GET", f"{guarded.url}/v2/{namespace}/demo/tags/list")[0] == 401
-    tokens, blobs = len(token_registry.tokens.requests), len(token_registry.blobs.requests)
+    tokens, blobs = len(token_registry.tokens.asked), len(token_registry.blobs.requests)
     f = fetcher(allow_token_registry(token_registry))
     chart = fetch_chart(f, ChartRef("oci", f"{guarded.oci}/{namespace}", "demo", "^1"))
     assert (chart.version, chart.digest, chart.archive) == ("1.4.0", *pushed["1.4.0"])
-    asked = token_registry.tokens.requests[tokens:]
+    asked = token_registry.tokens.asked[tokens:]
     assert len(asked) == 1, asked  # one token for the repository: tags, manifest and blob
     query, headers = asked[0]
     assert query == {"service": ["registry.test"], "scope": [f"repository:{namespace}/demo:pull"]}
@@ -526,11 +494,11 @@ def test_the_registry_token_flow_is_anonymous_and_the_token_goes_to_the_registry
 def test_a_token_service_not_allowed_is_refused_before_any_connection(registry, token_registry, namespace):
     push(registry, f"{namespace}/demo", ["1.0.0"])
     guarded = token_registry.registry
-    before = len(token_registry.tokens.requests)
+    before = len(token_registry.tokens.asked)
     f = fetcher((f"{guarded.url}/", f"{token_registry.blobs.url}/"))
     error = unavailable(f, ChartRef("oci", f"{guarded.oci}/{namespace}", "demo", "1.0.0"))
     assert error.kind == "refused" and "/token" in error.reason, error.reason
-    assert len(token_registry.tokens.requests) == before and f.requests == 1  # the manifest's 401 only
+    assert len(token_registry.tokens.asked) == before and f.requests == 1  # the manifest's 401 only
 
 
 def test_a_blob_redirected_to_storage_not_allowed_is_refused_before_any_connection(registry, token_registry,

@@ -8,68 +8,16 @@ import gzip
 import io
 import ipaddress
 import tarfile
-import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from loopback import Server
 
 from bot.fetch import Fetcher, FetchFailed, FetchSettings, Refused
 from bot.fetch.policy import FetchPolicy, forbidden_address, under_prefix
 from bot.fetch.remote import parse
-
-Route = tuple[int, dict[str, str], bytes] | Callable[[BaseHTTPRequestHandler], None]
-
-
-class Server:
-    """A local HTTP server: `routes` maps a path to (status, headers, body) or to a function of the
-    request handler; every request is recorded as (path, headers)."""
-
-    def __init__(self, routes: dict[str, Route] | None = None):
-        self.routes: dict[str, Route] = dict(routes or {})
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                server.requests.append((self.path, dict(self.headers.items())))
-                route = server.routes.get(self.path)
-                if route is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if callable(route):
-                    route(self)
-                    return
-                status, headers, body = route
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

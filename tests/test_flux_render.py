@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_fetch import Server, tarball
+from loopback import Server
+from test_fetch import tarball
 from trees import flux_kustomization, write
 
 from bot.__main__ import main

@@ -4,16 +4,14 @@ located, the fetch policy, and what a release that cannot be rendered says."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import textwrap
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import helm_python
 import pytest
 from helm_python.registry import repo_index_generate
+from loopback import Folder
 from registry_fixture import RunningRegistry, push_chart
 from trees import flux_kustomization, line_of, write
 
@@ -280,25 +278,6 @@ def test_release_name_target_namespace_and_suspend_are_flux_s(tmp_path):
 
 # --- charts from elsewhere ---------------------------------------------------------------------------
 
-class ChartServer:
-    """A chart repository on loopback: an index.yaml and packaged charts."""
-
-    def __init__(self, folder: Path):
-        handler = functools.partial(_Quiet, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.requests: list[str] = []
-        _Quiet.seen = self.requests
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    seen: list[str] = []
-
-    def log_message(self, *args):
-        _Quiet.seen.append(self.path)
-
-
 def package(tmp_path: Path, version: str = "1.0.0", values: str = CHART_VALUES) -> Path:
     src = write(tmp_path / f"src-{version}", chart_files("app", values=values))
     (src / "app/Chart.yaml").write_text(f"apiVersion: v2\nname: app\nversion: {version}\n")
@@ -308,13 +287,13 @@ def package(tmp_path: Path, version: str = "1.0.0", values: str = CHART_VALUES) 
 
 
 @pytest.fixture
-def chart_repo(tmp_path) -> Iterator[ChartServer]:
+def chart_repo(tmp_path) -> Iterator[Folder]:
     archive = package(tmp_path)
     package(tmp_path, "1.1.0")
-    server = ChartServer(archive.parent)
+    server = Folder(archive.parent)
     repo_index_generate(archive.parent)  # relative archive URLs, as `helm repo index` writes them
     yield server
-    server.httpd.shutdown()
+    server.close()
 
 
 HELM_REPOSITORY = """\
@@ -353,7 +332,7 @@ def test_a_chart_from_a_chart_repository_is_fetched_and_its_range_resolved(tmp_p
     (replicas,) = of(report, "single-replica")
     assert (replicas.origin.file, replicas.origin.line) == ("deploy/release.yaml", line_of(root, "deploy/release.yaml",
                                                                                          "replicaCount: 1"))
-    assert "/index.yaml" in chart_repo.requests and "/app-1.0.0.tgz" in chart_repo.requests
+    assert "/index.yaml" in chart_repo.paths and "/app-1.0.0.tgz" in chart_repo.paths
     # A vendor chart's labels are not the team's to fix: missing-labels is off for its output by default.
     assert not [f for f in of(report, "missing-labels") if f.resource and f.resource.name == "app"]
     # An absent field is fixed through the values key the chart reads (`resources: {}` in its values.yaml).
@@ -374,10 +353,10 @@ def test_a_chart_from_a_chart_repository_is_fetched_and_its_range_resolved(tmp_p
 
 def test_a_chart_repository_on_a_private_address_without_allow_is_refused_without_a_connection(tmp_path, chart_repo):
     root = fetched_repo(tmp_path, chart_repo.url, "https://elsewhere.example/", FROM_REPOSITORY.format(version="1.0.0"))
-    before = len(chart_repo.requests)
+    before = chart_repo.connections
     report = check(root)
     (notice,) = of(report, "chart-unavailable")
-    assert notice.severity == "notice" and "refused" in notice.message and len(chart_repo.requests) == before
+    assert notice.severity == "notice" and "refused" in notice.message and chart_repo.connections == before
     assert not of(report, "chart-error")
 
 

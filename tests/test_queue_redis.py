@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from loopback import spawned
 from queue_contract import REPO, QueueContract, job
 
 from bot.queue import Delivery, JobState, open_queue
@@ -46,12 +46,6 @@ async def lease_ran_out(q: RedisQueue, *job_ids: int) -> bool:
 
 async def wait_out(q: RedisQueue, *job_ids: int) -> None:
     await eventually(lambda: lease_ran_out(q, *job_ids), what=f"the leases of jobs {job_ids} to run out")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_ping(url: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -83,31 +77,14 @@ def redis_url(tmp_path_factory):
             pytest.fail("redis-server is not installed; CI must install it (.ci/apt.sh, from .ci/run)")
         pytest.skip("redis-server is not installed (apt-get install redis-server, or set REDIS_URL)")
     workdir = tmp_path_factory.mktemp("redis")
-    for attempt in range(5):
-        # Another process (an xdist worker starting its own server) may take the port between our
-        # probe and redis-server's bind: then the server exits, and another port is tried.
-        port = _free_port()
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                 "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, cwd=workdir)
-        url = f"redis://127.0.0.1:{port}/0"
-        try:
-            _wait_for_ping(url, proc)
-            break
-        except RuntimeError:
-            proc.kill()
-            proc.wait()
-            if attempt == 4:
-                raise
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+    def start(port: int) -> subprocess.Popen:
+        return subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=workdir)
+
+    with spawned(start, lambda port, proc: _wait_for_ping(f"redis://127.0.0.1:{port}/0", proc)) as port:
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from bot.render.releases import (
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.run_rules import run_env_rules, run_repo_rules
-from bot.validate.schemas import Catalog
+from bot.validate.schemas import CRD, Catalog, repository_crds
 from bot.yamlpos import YamlError
 from rules import chart_error, chart_lint, chart_unavailable, remote_unchecked
 from rules.hardcoded_secret import redact, secret_values
@@ -382,8 +382,7 @@ def coverage_notes(model: RepoModel, side: Side, config: Config) -> list[str]:
 def schema_coverage(model: RepoModel, rendered: list[Rendered], config: Config) -> str | None:
     """What invalid-manifest could not validate: objects of kinds with no schema here, said once."""
     objects = {(r.target.environment, ro.id): ro.obj for r in rendered if r.ok for ro in r.applied}
-    crds = [o for o in objects.values() if o.get("kind") == "CustomResourceDefinition"]
-    crds += [o for _rel, o in model.source_objects() if o.get("kind") == "CustomResourceDefinition"]
+    crds = [o for o in objects.values() if o.get("kind") == CRD] + repository_crds(model)
     schemas = Catalog.for_objects(config.kube_version, crds)
     kinds = collections.Counter(
         f"{o.get('kind')} ({o.get('apiVersion')})" for o in objects.values()

@@ -16,11 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
 
 from bot.validate.crd import crd_schemas
+
+if TYPE_CHECKING:
+    from bot.repo.discover import RepoModel
 
 DEFINITIONS_ID = "https://kubernetes.io/api/_definitions.json"
 VENDORED = Path(__file__).with_name("crds")
@@ -90,6 +93,17 @@ def vendored_crds() -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+CRD = "CustomResourceDefinition"
+
+
+def repository_crds(model: RepoModel) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions written in the repository (found once per tree)."""
+    key = ("validate", "crds")
+    if key not in model.tree.memo:
+        model.tree.memo[key] = [obj for _rel, obj in model.source_objects() if obj.get("kind") == CRD]
+    return model.tree.memo[key]  # type: ignore[return-value]
+
+
 @dataclass
 class Compiled:
     """A kind's validator and the document its schema paths are relative to."""
@@ -133,7 +147,7 @@ class Catalog:
         """The catalogue, with the CRDs among `objects` (rendered or written in the repository)."""
         crds: dict[tuple[str, str], dict[str, Any]] = {}
         for obj in objects:
-            if obj.get("kind") == "CustomResourceDefinition" and str(obj.get("apiVersion", "")).startswith(
+            if obj.get("kind") == CRD and str(obj.get("apiVersion", "")).startswith(
                     "apiextensions.k8s.io/"):
                 crds.update(crd_schemas(obj))
         return cls(kube_version, crds)
