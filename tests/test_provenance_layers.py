@@ -345,3 +345,22 @@ def test_a_present_value_points_at_the_line_that_set_it(objects, case, obj, path
 @pytest.mark.parametrize("case, obj, path, expected", ABSENT, ids=[c[0] for c in ABSENT])
 def test_an_absent_field_points_where_adding_it_fixes_it(objects, case, obj, path, expected):
     assert where(objects[obj].origin(path)) == expected
+
+
+def test_two_kinds_of_one_name_in_other_api_groups_keep_their_own_documents(tmp_path: Path) -> None:
+    """A talos.dev ServiceAccount beside the core one of the same name (onedr0p's rbac.yaml): each
+    object's lines are its own document's, so a finding on the second is not reported on the first."""
+    files = {
+        "overlays/production/kustomization.yaml": "resources:\n- rbac.yaml\n",
+        "overlays/production/rbac.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: runner\n---\n"
+                         "apiVersion: talos.dev/v1alpha1\nkind: ServiceAccount\nmetadata:\n  name: runner\n"
+                         "spec:\n  roles: [os:admin]\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    model = RepoModel(RepoTree(tmp_path))
+    (target,) = model.targets
+    rendered = Renderer(model, cache=DiskCache(None)).render(target)
+    lines = {ro.obj["apiVersion"]: ro.origin("metadata.name").line for ro in rendered.objects}
+    assert lines == {"v1": 4, "talos.dev/v1alpha1": 9}

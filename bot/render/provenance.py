@@ -346,6 +346,8 @@ class Provenance:
         name = str((obj.get("metadata") or {}).get("name") or "")
         docs = [item for d in docs for item in _expand_list(d)]
         same_kind = [d for d in docs if d.data.get("kind") == kind]
+        same_api = [d for d in same_kind if d.data.get("apiVersion") == obj.get("apiVersion")]
+        same_kind = same_api or same_kind  # a talos.dev ServiceAccount beside a core one is another object
         best, best_len = None, -1
         for d in same_kind:
             n = str((d.data.get("metadata") or {}).get("name") or "")
