@@ -73,8 +73,10 @@ def test_github_workflow_commands(pr_repo):
 
 def test_text_report_is_grouped_and_summarised(pr_repo):
     out = cli(str(pr_repo), "--base", "main")
-    assert "== production ==" in out.stdout and "\x1b[" not in out.stdout, "no colour off a terminal"
+    lines = out.stdout.splitlines()
+    assert "overlays/production/worker/" in lines and "\x1b[" not in out.stdout, "no colour off a terminal"
     assert "NEW" in out.stdout and "existing" in out.stdout
+    assert any(line.split()[:3] == ["rule", "severity", "new"] for line in lines), "the per-rule count table"
     assert out.stdout.strip().splitlines()[-1].startswith(tuple("0123456789"))
 
 

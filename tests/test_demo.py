@@ -17,8 +17,12 @@ def test_demo_prints_new_and_existing_findings_and_the_dry_run_review(tmp_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     check, review = text.split("infra-review review --repo", 1)
-    assert "latest-tag  NEW" in check and "single-replica  NEW" in check
-    assert "env-defaults  existing" in check and "missing-probes  existing" in check
+    said = [line.split() for line in check.splitlines()]
+    assert ["kustomization.yaml:12", "error", "latest-tag", "Deployment", "production/api,", "container", "api",
+            "[production]", "NEW"] in said
+    assert any(x[2:3] == ["single-replica"] and x[-1] == "NEW" for x in said if len(x) > 3)
+    assert any(x[2:3] == ["env-defaults"] and x[-1] == "existing" for x in said if len(x) > 3)
+    assert any(x[2:3] == ["missing-probes"] and x[-1] == "existing" for x in said if len(x) > 3)
     assert "== check run `infra-review`: failure ==" in review
     assert "== review (COMMENT," in review and "<!-- infra-review:fp=" in review
     assert "--- overlays/production/worker/patch-deployment.yaml:6" in review

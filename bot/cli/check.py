@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import tarfile
 import tempfile
+import time
 from io import BytesIO
 from pathlib import Path
 
+from bot.cli.terminal import COLOR_CHOICES, StatusLine, shows_progress, use_colour
 from bot.config import Config, ConfigError, parse_config
 from bot.publish.report import fails
 from bot.publish.select import Selection
@@ -17,6 +20,7 @@ from bot.publish.text import summary_line
 from bot.render.kustomize import RendererMissing
 from bot.repo.git import GitError, git
 from bot.repo.tree import choose_root
+from bot.review.progress import Progress, format_timings
 from rules import all_rules
 
 CONFIG_PATH = ".github/infra-review.yml"
@@ -95,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"infra-review check: unknown rule id {', '.join(unknown)}; the rules are: "
               f"{', '.join(r.id for r in all_rules())} (`infra-review rules` lists them)", file=sys.stderr)
         return 2
+    status = StatusLine(sys.stderr)
+    progress = Progress(on_target=status.target if shows_progress(sys.stderr, os.environ) else None)
+    started = time.perf_counter()
     try:
         path = args.path.resolve()
         if not path.exists():
@@ -124,13 +131,18 @@ def run(args: argparse.Namespace) -> int:
                 base = candidate.resolve() if candidate.exists() else materialize_ref(root, args.base, Path(tmp))
                 if not candidate.exists() and choice and choice.work_tree and root != choice.work_tree:
                     base = base / root.relative_to(choice.work_tree)  # the revision holds the whole work tree
-            report = run_check(head, base, config, envs=args.env, scope=scope)
+            report = run_check(head, base, config, envs=args.env, scope=scope, progress=progress)
         if choice and choice.note and head == root:
             report.notes.insert(0, choice.note)
     except (UsageError, RendererMissing, NothingToCheck) as exc:
+        status.clear()
         hint = unresolved_flux_paths(head) if isinstance(exc, NothingToCheck) else None
         print(f"infra-review check: {hint or exc}", file=sys.stderr)
         return 2
+    status.clear()
+    if args.verbose:
+        sys.stderr.write("\n".join(["time per stage:"] + format_timings(progress.timings, time.perf_counter() - started))
+                         + "\n")
     fail_on = args.fail_on or config.fail_on
     report = dataclasses.replace(report, findings=selection.apply(report.findings))
     shown = report
@@ -145,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "github":
         out = render_github(shown, decide)
     else:
-        out = render_text(shown, colour=sys.stdout.isatty() and not args.output, fail_on=decide)
+        colour = use_colour(args.color, sys.stdout, os.environ) and (args.color == "always" or not args.output)
+        out = render_text(shown, colour=colour, fail_on=decide)
     out = out if out.endswith("\n") else out + "\n"
     if args.output:
         try:
@@ -177,6 +190,9 @@ def add_parser(sub) -> None:
                    help="leave out findings below this severity")
     c.add_argument("--new-only", action="store_true", help="only findings new against --base")
     c.add_argument("--quiet", action="store_true", help="only errors and the summary")
+    c.add_argument("--color", choices=COLOR_CHOICES, default="auto",
+                   help="colour the text report: auto (a terminal, unless NO_COLOR is set), always, never")
+    c.add_argument("--verbose", action="store_true", help="print the time each stage took (on stderr)")
     c.add_argument("--root", type=Path, help="the repository root Flux paths are relative to (default: PATH or "
                                              "its git work tree, whichever more of the Flux paths resolve from)")
     c.add_argument("--offline", action="store_true", help="fetch nothing: remote resources are reported as not "

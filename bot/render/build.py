@@ -29,7 +29,8 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -439,9 +440,20 @@ class Renderer:
             objects.append(ro)
         return objects
 
-    def render_all(self, targets: list[Target] | tuple[Target, ...]) -> list[Rendered]:
-        """Render in parallel (the work is in the subprocess, so threads suffice)."""
+    def render_all(self, targets: list[Target] | tuple[Target, ...],
+                   on_done: Callable[[Rendered], None] | None = None) -> list[Rendered]:
+        """Render in parallel (the work is in the subprocess, so threads suffice), in the given order;
+        `on_done` hears of each as it finishes."""
         if len(targets) <= 1:
-            return [self.render(t) for t in targets]
+            return [self._tell(self.render(t), on_done) for t in targets]
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            return list(pool.map(self.render, targets))
+            futures = [pool.submit(self.render, t) for t in targets]
+            for done in as_completed(futures):
+                self._tell(done.result(), on_done)
+            return [f.result() for f in futures]
+
+    @staticmethod
+    def _tell(rendered: Rendered, on_done: Callable[[Rendered], None] | None) -> Rendered:
+        if on_done is not None:
+            on_done(rendered)
+        return rendered

@@ -38,6 +38,7 @@ from bot.render.releases import (
 )
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
+from bot.review.progress import Progress
 from bot.review.run_rules import run_env_rules, run_repo_rules
 from bot.validate.schemas import CRD, Catalog, repository_crds
 from bot.yamlpos import YamlError
@@ -171,18 +172,33 @@ def render_releases(model: RepoModel, config: Config, renderer: Renderer, render
 
 def check_repository(model: RepoModel, config: Config, *, targets: list[Target] | None = None,
                      changed: frozenset[str] | None = None, kustomize: Kustomize | None = None,
-                     cache: DiskCache | None = None, deadline: Deadline | None = None) -> Side:
+                     cache: DiskCache | None = None, deadline: Deadline | None = None,
+                     progress: Progress | None = None) -> Side:
     """Render the given targets (default: all) of a repository and run every rule; Stopped as soon
     as `deadline` says so (between targets, during a build, between rules)."""
     deadline = deadline or Deadline()
+    progress = progress or Progress()
     side = Side(model=model)
     todo = list(model.targets if targets is None else targets)
     todo = [t for t in todo if not config.is_ignored(t.path)]
     renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
                         fetch=FetchSettings.from_config(config))
-    side.rendered = renderer.render_all(todo)
-    side.releases, side.helm_version = render_releases(model, config, renderer, [r for r in side.rendered if r.ok],
-                                                       deadline)
+    progress.expect(len(todo))
+    with progress.stage("render (kustomize)"):
+        side.rendered = renderer.render_all(todo, on_done=lambda r: progress.rendered(r.target.path))
+    with progress.stage("render (helm)"):
+        side.releases, side.helm_version = render_releases(model, config, renderer,
+                                                           [r for r in side.rendered if r.ok], deadline)
+    with progress.stage("rules"):
+        _judge(side, model, config, changed, deadline)
+    with progress.stage("chart lint"):
+        side.findings.extend(lint_charts(model, config, changed, deadline, renderer.cache))
+    attach_places(side.findings, side.rendered)
+    return side
+
+
+def _judge(side: Side, model: RepoModel, config: Config, changed: frozenset[str] | None, deadline: Deadline) -> None:
+    """Every rule's findings on what `side` rendered: the pipeline's own, per environment, per repository."""
     policy = effective_policy(config)
     for r in side.rendered:
         side.statuses.append(TargetStatus(r.target.path, r.target.environment or DEFAULT_ENVIRONMENT,
@@ -196,9 +212,6 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
         side.third_party += len(ctx.third_party)
         side.findings.extend(run_env_rules(ctx, config, deadline=deadline))
     side.findings.extend(run_repo_rules(model, config, changed_files=changed, deadline=deadline))
-    side.findings.extend(lint_charts(model, config, changed, deadline, renderer.cache))
-    attach_places(side.findings, side.rendered)
-    return side
 
 
 def attach_places(findings: list[Finding], rendered: list[Rendered]) -> None:
@@ -413,7 +426,8 @@ def in_scope(path: str | None, scope: str | None) -> bool:
 
 def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | None = None,
               changed: frozenset[str] | None = None, affected_only: bool = False,
-              cache: DiskCache | None = None, scope: str | None = None, deadline: Deadline | None = None) -> Report:
+              cache: DiskCache | None = None, scope: str | None = None, deadline: Deadline | None = None,
+              progress: Progress | None = None) -> Report:
     """`check` and `review`: findings of `head`, marked new against `base` when given.
 
     `scope` (a repository-relative folder) limits the targets and findings to that folder while
@@ -421,7 +435,9 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
     With `affected_only` (a pull request), only targets a changed file reaches are rendered, on
     both sides; repo-level rules still see the whole tree.
     """
-    head_model = make_model(head, config)
+    progress = progress or Progress()
+    with progress.stage("discover"):
+        head_model = make_model(head, config)
     notes: list[str] = []
     if not is_repository(head_model) and not (head / "kustomization.yaml").exists():
         return check_plain_sides(head, base, (envs or [DEFAULT_ENVIRONMENT])[0], config, strict=not affected_only)
@@ -438,7 +454,8 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         if not head_targets:
             raise NothingToCheck(f"{head} holds nothing to check: no overlay, Flux Kustomization or kustomization "
                                  f"was found (give a repository, an overlay or a folder of manifests)")
-    base_model = make_model(base, config) if base is not None else None
+    with progress.stage("discover"):
+        base_model = make_model(base, config) if base is not None else None
     if base_model is not None and envs and not affected_only:
         wanted = {t.environment for t in head_targets or ()}
         base_targets = [t for t in base_model.targets if t.environment in wanted]
@@ -450,13 +467,14 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
             head_targets = [t for t in head_model.targets if t.key in keys]
             base_targets = [t for t in base_model.targets if t.key in keys]
     head_side = check_repository(head_model, config, targets=head_targets, changed=changed, kustomize=kustomize,
-                                 cache=cache, deadline=deadline)
+                                 cache=cache, deadline=deadline, progress=progress)
     findings = head_side.findings
     if base_model is not None:
         base_side = check_repository(base_model, config, targets=base_targets, changed=changed, kustomize=kustomize,
-                                     cache=cache, deadline=deadline)
-        findings = compare(findings, base_side.findings)
-        with_base(findings, head_side, base_side)
+                                     cache=cache, deadline=deadline, progress=progress)
+        with progress.stage("compare"):
+            findings = compare(findings, base_side.findings)
+            with_base(findings, head_side, base_side)
     if scope and scope != ".":
         findings = [f for f in findings if in_scope(f.origin.file, scope) or in_scope(f.target, scope)]
     notes += coverage_notes(head_model, head_side, config)
