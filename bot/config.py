@@ -72,6 +72,7 @@ DEFAULT_ALIASES = {
 }
 ENV_ROW_KEYS = ("replicas", "requests", "limits", "log_level")
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error")
+KUBE_VERSION = re.compile(r"v?[0-9]+\.[0-9]+(?:\.[0-9]+)?")  # ASCII digits: what Helm can read
 
 
 class ConfigError(ValueError):
@@ -291,7 +292,8 @@ def _parse_policy(raw: Any, aliases: dict[str, str]) -> dict[str, Any]:
                 for res, q in _mapping(row.get(part), f"{loc}.{part}", ("cpu", "memory")).items():
                     if parse_quantity(q) is None:
                         raise ConfigError(f"{loc}.{part}.{res}: {q!r} is not a Kubernetes quantity")
-            if "replicas" in row and (not isinstance(row["replicas"], int) or row["replicas"] < 0):
+            replicas = row.get("replicas", 0)
+            if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
                 raise ConfigError(f"{loc}.replicas: must be a non-negative integer")
             if "log_level" in row:
                 _choice(str(row["log_level"]).lower(), f"{loc}.log_level", LOG_LEVELS)
@@ -365,7 +367,7 @@ def parse_config(text: str | None, catalogue: Iterable[KnownRule] | None = None)
     flux = _mapping(raw.get("flux"), "flux", ("no_remote_bases",))
     kube = _mapping(raw.get("kubernetes"), "kubernetes", ("version", "api_versions"))
     version = str(kube.get("version", DEFAULT_KUBE_VERSION))
-    if not re.fullmatch(r"v?\d+\.\d+(?:\.\d+)?", version):
+    if not KUBE_VERSION.fullmatch(version):
         raise ConfigError(f"kubernetes.version: {version!r} is not a Kubernetes version such as 1.33.0")
     vendor = _mapping(_mapping(raw.get("helm"), "helm", ("vendor_charts",)).get("vendor_charts"),
                       "helm.vendor_charts", ("skip_rules",))
