@@ -8,6 +8,7 @@ maps back to a source line.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,67 @@ Check = Callable[[EnvContext, "Rule"], Iterable[Finding]]
 RepoCheck = Callable[["RepoScope", "Rule"], Iterable[Finding]]
 FromBase = Callable[[Finding, RenderedObject, RenderedObject, list[str]], "Suggestion | None"]
 FALLBACK_ENVIRONMENT = "production"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A bad and a fixed version of a small repository (repository-relative path → file text), or of
+    plain manifests, judged as `environment`; `explain` and docs/rules.md show it, and a test checks
+    that the rule flags `bad` and not `good` (rules.examples.check_example)."""
+
+    bad: dict[str, str]
+    good: dict[str, str]
+    environment: str = FALLBACK_ENVIRONMENT
+    note: str = ""  # one sentence on what the fix changed
+
+
+_SIDE_MARK = re.compile(r"[ \t]+#([-+])$")
+
+
+def _one_side(text: str, dropped: str) -> str:
+    """`text` dedented, without the lines marked `dropped` and without the other lines' marks."""
+    kept = []
+    for line in textwrap.dedent(text).lstrip("\n").splitlines():
+        mark = _SIDE_MARK.search(line)
+        if mark is None or mark.group(1) != dropped:
+            kept.append(line[: mark.start()] if mark else line)
+    return "".join(f"{line}\n" for line in kept)
+
+
+def example(files: dict[str, str], note: str = "", added: dict[str, str] | None = None,
+            environment: str = FALLBACK_ENVIRONMENT) -> Example:
+    """An Example from each file written once, as a diff: a line ending in ` #-` is only in the bad
+    version, one ending in ` #+` only in the good one, so a module states the fix once and the two
+    versions cannot drift apart. `added`: whole files that only the good version has."""
+    bad = {path: _one_side(text, "+") for path, text in files.items()}
+    good = {path: _one_side(text, "-") for path, text in {**files, **(added or {})}.items()}
+    return Example({p: t for p, t in bad.items() if t}, {p: t for p, t in good.items() if t}, environment, note)
+
+
+def example_lines(text: str, indent: int) -> list[str]:
+    """A part of an example file (dedented, marked as `example` reads) as lines indented by `indent`."""
+    return [" " * indent + line for line in textwrap.dedent(text).strip("\n").splitlines()]
+
+
+def example_file(*lines: str) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+def example_deployment(container: str = "", image: str = "image: ghcr.io/example/web:1.4.2",
+                       replicas: str = "replicas: 3") -> str:
+    """The Deployment most examples start from, with its `replicas:` and `image:` lines replaced and
+    `container` lines added to its one container."""
+    return example_file(
+        "apiVersion: apps/v1", "kind: Deployment", "metadata:", "  name: web", "spec:", *example_lines(replicas, 2),
+        "  selector:", "    matchLabels: {app: web}", "  template:", "    metadata:", "      labels: {app: web}",
+        "    spec:", "      containers:", "        - name: web", *example_lines(image, 10),
+        *example_lines(container, 10))
+
+
+def example_configmap(data: str = "LOG_LEVEL: info", metadata: str = "") -> str:
+    """The ConfigMap of the examples about any object, with these `data` lines and more `metadata` lines."""
+    return example_file("apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: web", *example_lines(metadata, 2),
+                        "data:", *example_lines(data, 2))
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +118,7 @@ class Rule:
     # Judges the team's own workloads (labels, defaults, replicas, probes, resources): objects from
     # vendored or generated files are not judged (rules.thirdparty). Security rules leave this off.
     own_workloads: bool = False
+    example: Example | None = None
 
     def severity_for(self, environment: str | None) -> str | None:
         """Default severity in an environment; an environment the table does not name is judged

@@ -1,6 +1,6 @@
 """build-error: an overlay that kustomize cannot build (repo scope)."""
 
-from rules.base import Rule, all_envs
+from rules.base import Rule, all_envs, example
 
 RULE = Rule(
     id="build-error",
@@ -23,5 +23,18 @@ RULE = Rule(
         "than 128 levels, or inputs holding more than 250,000 YAML nodes once aliases are expanded (a file counted "
         "each time the build reads it), is refused at the line where it crosses the bound (an alias bomb costs "
         "kustomize gigabytes). Files a generator reads as data (`files:`, `envs:`) are not scanned.",
+    ),
+    example=example(
+        {"base/kustomization.yaml": """\
+            configMapGenerator:
+              - name: web
+                literals: [LOG_LEVEL=info]
+            """,
+         "overlays/production/kustomization.yaml": """\
+            resources:
+              - ../base  #-
+              - ../../base  #+
+            """},
+        note="The overlay names its base by the right relative path.",
     ),
 )

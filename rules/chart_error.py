@@ -12,11 +12,36 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot.model import Finding
-from rules.base import FALLBACK_ENVIRONMENT, Rule, per_env
+from rules.base import FALLBACK_ENVIRONMENT, Rule, example, example_file, example_lines, per_env
 
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.render.releases import Release
+
+EXAMPLE_CHART_SPEC = """\
+    chart: ./charts/web
+    sourceRef:
+      kind: GitRepository
+      name: flux-system
+      namespace: flux-system
+    """
+
+
+def example_chart(data: str = "LOG_LEVEL: {{ .Values.logLevel | quote }}") -> dict[str, str]:
+    """The chart of the chart rules' examples, `charts/web`: one ConfigMap with these `data` lines."""
+    return {"charts/web/Chart.yaml": example_file("apiVersion: v2", "name: web", "version: 1.0.0"),
+            "charts/web/templates/configmap.yaml": example_file(
+                "apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: {{ .Release.Name }}", "data:",
+                *example_lines(data, 2))}
+
+
+def example_release(chart: str = EXAMPLE_CHART_SPEC, spec: str = "") -> str:
+    """The HelmRelease `web` of the chart rules' examples, with these `spec.chart.spec` lines and more
+    `spec` lines."""
+    return example_file(
+        "apiVersion: helm.toolkit.fluxcd.io/v2", "kind: HelmRelease", "metadata:", "  name: web", "  namespace: web",
+        "spec:", "  interval: 10m", "  chart:", "    spec:", *example_lines(chart, 6), *example_lines(spec, 2))
+
 
 RULE = Rule(
     id="chart-error",
@@ -37,6 +62,27 @@ RULE = Rule(
         "A SOPS-encrypted `valuesFrom` Secret is not an error: its values are unknown here, and the chart is "
         "rendered without them.",
         "`lookup` returns nothing, as in `helm template`: a chart that fails without cluster state fails here.",
+    ),
+    example=example(
+        {**example_chart(),
+         "overlays/production/kustomization.yaml": "resources: [release.yaml, values.yaml]\n",
+         "overlays/production/values.yaml": """\
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: web-values
+              namespace: web
+            data:
+              values.yaml: |
+                logLevel: info
+            """,
+         "overlays/production/release.yaml": example_release(spec="""\
+            valuesFrom:
+              - kind: ConfigMap
+                name: web-value  #-
+                name: web-values  #+
+            """)},
+        note="`valuesFrom` names the ConfigMap the overlay defines, `web-values`.",
     ),
 )
 
@@ -59,5 +105,5 @@ def release_findings(rule: Rule, status: str, releases: list[Release], config: C
 def findings(releases: list[Release], config: Config) -> list[Finding]:
     """One finding per release that could not be rendered because Flux would fail too."""
     return release_findings(RULE, "error", releases, config, lambda r: (
-        f"HelmRelease `{r.hr.namespace}/{r.hr.name}` cannot be installed: {r.reason}. Flux's helm-controller would "
+        f"it cannot be installed: {r.reason}. Flux's helm-controller would "
         f"fail the release, and nothing its chart installs was checked."))

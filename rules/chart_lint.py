@@ -12,7 +12,8 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from bot.model import Finding, Origin
-from rules.base import Rule, all_envs
+from rules.base import Rule, all_envs, example
+from rules.chart_error import example_chart, example_release
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -34,6 +35,15 @@ RULE = Rule(
         "folder is copied without symlinks first.",
         "In a review, only the charts whose files the pull request changed are linted, on both sides.",
         "Helm's informational messages (`icon is recommended`) are not reported.",
+    ),
+    example=example(
+        {**example_chart("""\
+            LOG_LEVEL: {{ .Values.logLevel | qoute }}  #-
+            LOG_LEVEL: {{ .Values.logLevel | quote }}  #+
+            """),
+         "overlays/production/kustomization.yaml": "resources: [release.yaml]\n",
+         "overlays/production/release.yaml": example_release()},
+        note="The template calls Helm's `quote`, which it misspelt.",
     ),
 )
 

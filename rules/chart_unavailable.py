@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.model import Finding
-from rules.base import Rule, all_envs
-from rules.chart_error import release_findings
+from rules.base import Rule, all_envs, example
+from rules.chart_error import example_chart, example_release, release_findings
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -37,11 +37,27 @@ RULE = Rule(
         "A chart from another Git repository is not fetched (only chart repositories and OCI registries are).",
         "A suspended HelmRelease (`spec.suspend: true`) is not rendered and gets no notice: Flux does not act on it.",
     ),
+    example=example(
+        {"overlays/production/kustomization.yaml": "resources: [release.yaml]\n",
+         "overlays/production/release.yaml": example_release(chart="""\
+            chart: web  #-
+            version: 1.0.0  #-
+            chart: ./charts/web  #+
+            sourceRef:
+              kind: HelmRepository  #-
+              name: example  #-
+              kind: GitRepository  #+
+              name: flux-system  #+
+              namespace: flux-system  #+
+            """)},
+        added=example_chart(),
+        note="The chart is vendored into `charts/web`, so what it installs is rendered and checked (from a "
+        "HelmRepository, only where the repository defines the source and infra-review can fetch the chart).",
+    ),
 )
 
 
 def findings(releases: list[Release], config: Config) -> list[Finding]:
     """One notice per release whose chart was not rendered because it could not be had here."""
     return release_findings(RULE, "unavailable", releases, config, lambda r: (
-        f"The chart of HelmRelease `{r.hr.namespace}/{r.hr.name}` was not rendered: {r.reason}. What it installs "
-        f"was not checked."))
+        f"its chart was not rendered: {r.reason}. What it installs was not checked."))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bot.model import Finding, Suggestion, Target, as_dict
 from bot.repo.environments import DEFAULT_ALIASES, env_from_path
 from bot.yamlpos import YamlError
-from rules.base import Rule, per_env
+from rules.base import Rule, example, per_env
 from rules.repo_checks import RepoScope, repo_finding, where
 
 SCRIPT_SUFFIXES = (".sh", ".bash", ".mk")
@@ -293,5 +293,23 @@ RULE = Rule(
         "(b) a CI job or script that creates its own throwaway cluster (`kind create cluster`, `k3d cluster "
         "create`, `minikube start`, `helm/kind-action`, `helm/chart-testing-action`, …) applies to that cluster, "
         "not to one Flux manages: its commands are not findings (judged per job in a CI workflow).",
+    ),
+    example=example(
+        {".github/workflows/deploy.yaml": """\
+            on: push
+            jobs:
+              deploy:
+                runs-on: ubuntu-latest
+                steps:
+                  - uses: actions/checkout@v4
+                  - run: kubectl apply -k overlays/production  #-
+                  - run: kubectl diff -k overlays/production  #+
+            """,
+         "overlays/production/kustomization.yaml": """\
+            configMapGenerator:
+              - name: web
+                literals: [LOG_LEVEL=info]
+            """},
+        note="CI only shows what the commit changes (`kubectl diff`); Flux applies it.",
     ),
 )

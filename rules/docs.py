@@ -16,7 +16,8 @@ from bot.model import get_path
 from bot.policy import default_policy
 from bot.publish.report import rule_anchor
 from rules import all_rules
-from rules.base import Rule
+from rules.base import Example, Rule
+from rules.examples import changed_files
 from rules.suppression import ANNOTATION
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
@@ -46,6 +47,8 @@ GENERAL = f"""\
   does not suppress: the finding stays active and its message says the annotation needs a reason. A
   repository can forbid suppression of chosen rules with `forbid_suppression:`; the finding then says
   so too.
+- **Examples**: each rule's example below is a test: the rule flags the first version and not the fixed
+  one, checked as `infra-review check --offline` checks the files (a repository, or plain manifests).
 - **Per-repo settings** (`.github/infra-review.yml`): `rules.<id>.severity` (one value, or per
   environment; `off` disables), `rules.<id>.params` (the parameters listed per rule), `policy:` (overrides
   the table and lists below: mappings merge, lists replace), `environments.aliases`/`paths`, `ignore`
@@ -87,6 +90,19 @@ def _policy_section(policy: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def _fenced(files: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    for path, text in files.items():
+        out += ["```yaml", f"# {path}", *text.splitlines(), "```", ""]
+    return out
+
+
+def _example_section(example: Example) -> list[str]:
+    """The bad files, then those the fix changes (`rules.examples`: a test holds the rule to both)."""
+    return [f"**Example.** {example.note}".rstrip(), "", f"Flagged in {example.environment}:", "",
+            *_fenced(example.bad), "Fixed (the files that change):", "", *_fenced(changed_files(example))]
+
+
 def _rule_section(rule: Rule) -> list[str]:
     sev = " / ".join(_sev(rule.severity.get(e)) for e in ENV_ORDER)
     out = [
@@ -100,6 +116,7 @@ def _rule_section(rule: Rule) -> list[str]:
         "",
         f"**How to fix.** {rule.remediation}",
         "",
+        *(_example_section(rule.example) if rule.example else []),
     ]
     if rule.params:
         out += ["**Parameters** (`rules." + rule.id + ".params`):", ""]

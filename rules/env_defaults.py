@@ -12,6 +12,8 @@ from rules.base import (
     Rule,
     containers,
     env_policy,
+    example,
+    example_configmap,
     finding,
     is_kind,
     key_path,
@@ -151,5 +153,12 @@ RULE = Rule(
         "CronJobs: the table sizes long-running services, a job is sized for its task.",
         "`LOG_LEVEL` of `debug` or `trace` (case-insensitive; ConfigMap data including generator literals, "
         "container env literals) where the table's log level is not verbose (staging, production).",
+    ),
+    example=example(
+        {"configmap.yaml": example_configmap("""\
+            LOG_LEVEL: debug  #-
+            LOG_LEVEL: info  #+
+            """)},
+        note="Production logs at `info`, its default, instead of the `debug` level copied from development.",
     ),
 )

@@ -8,7 +8,7 @@ from bot.model import Finding, FluxRef, ResourceId, Suggestion
 from bot.repo.discover import BOOTSTRAP_SOURCE
 from bot.repo.manifest import CrossRef, helm_release, kustomization
 from bot.yamlpos import YamlDoc
-from rules.base import Rule, all_envs
+from rules.base import Rule, all_envs, example
 from rules.creators import repo_created, table_lines
 from rules.repo_checks import (
     RepoScope,
@@ -267,5 +267,29 @@ RULE = Rule(
         "strings: an unquoted `3` or `1.25` is a number), since the API server then rejects the whole object; "
         "the rest of the object is still checked without that field.",
         "Flux objects in files that a kustomization uses as patches are partial and not judged.",
+    ),
+    example=example(
+        {"clusters/production/apps.yaml": """\
+            apiVersion: kustomize.toolkit.fluxcd.io/v1
+            kind: Kustomization
+            metadata:
+              name: apps
+              namespace: flux-system
+            spec:
+              interval: 10m
+              path: ./overlays/prod  #-
+              path: ./overlays/production  #+
+              prune: true
+              wait: true
+              sourceRef:
+                kind: GitRepository
+                name: flux-system
+            """,
+         "overlays/production/kustomization.yaml": """\
+            configMapGenerator:
+              - name: web
+                literals: [LOG_LEVEL=info]
+            """},
+        note="`spec.path` names the overlay folder that exists.",
     ),
 )

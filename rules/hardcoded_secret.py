@@ -16,6 +16,8 @@ from rules.base import (
     all_envs,
     containers,
     describe_value,
+    example,
+    example_deployment,
     finding,
     is_kind,
     key_path,
@@ -69,7 +71,7 @@ def credential_shape(value: str, policy: dict[str, Any]) -> str | None:
     return None
 
 
-def _literal_problem(name: str, value: str, policy: dict[str, Any]) -> str | None:
+def literal_problem(name: str, value: str, policy: dict[str, Any]) -> str | None:
     """Why a name/literal pair looks like a credential, or None. The reason never holds the value."""
     if not value.strip() or is_encrypted(value) or REFERENCE.match(value.strip()):
         return None
@@ -129,7 +131,7 @@ def _credentials(data: Any, policy: dict[str, Any]) -> Iterator[str]:
     for key, value in pairs:
         if isinstance(value, dict | list):
             yield from _credentials(value, policy)
-        elif value is not None and _literal_problem(str(key), str(value), policy):
+        elif value is not None and literal_problem(str(key), str(value), policy):
             yield str(value)
 
 
@@ -142,7 +144,7 @@ def secret_values(tree: Any, files: Iterable[str], policy: dict[str, Any]) -> se
     out: set[str] = set()
     for rel in files:
         if not (rel.endswith(YAML_SUFFIXES) or posixpath.basename(rel) in KUSTOMIZATION_NAMES):
-            out.update(v for k, v in map(_literal, tree.lines(rel)) if k and _literal_problem(k, v, policy))
+            out.update(v for k, v in map(_literal, tree.lines(rel)) if k and literal_problem(k, v, policy))
             continue
         try:
             docs = tree.docs(rel)
@@ -182,13 +184,13 @@ def content_problem(name: str, text: str, policy: dict[str, Any]) -> str | None:
     values file a generator packs, an env file), a credential shape anywhere or a `key: value` /
     `KEY=value` line that the name/literal test flags. None when nothing in it is a credential."""
     if "\n" not in text.strip():
-        return _literal_problem(name, text, policy)
+        return literal_problem(name, text, policy)
     shape = credential_shape(text, policy)
     if shape:
         return f"it holds a {shape}"
     for number, line in enumerate(text.splitlines(), 1):
         m = _KEY_VALUE_LINE.match(line)
-        why = _literal_problem(m.group(1), m.group(2).strip().strip("'\""), policy) if m else None
+        why = literal_problem(m.group(1), m.group(2).strip().strip("'\""), policy) if m else None
         if why:
             return f"line {number} ({m.group(1) if m else ''}): {why}"
     return None
@@ -270,7 +272,7 @@ def _configmap_findings(ctx: EnvContext, rule: Rule, obj: RenderedObject) -> Ite
         if raw is None or isinstance(raw, dict | list):
             continue
         value = str(raw)
-        why = _literal_problem(str(key), value, ctx.policy)
+        why = literal_problem(str(key), value, ctx.policy)
         if why:
             yield finding(
                 rule,
@@ -294,7 +296,7 @@ def _env_findings(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                     continue
                 name = str(item.get("name") or "")
                 value = "" if item["value"] is None else str(item["value"])
-                why = _literal_problem(name, value, ctx.policy)
+                why = literal_problem(name, value, ctx.policy)
                 if not why:
                     continue
                 sel = f"[{name}]" if name and not re.search(r'[\[\]"]', name) else f"[{i}]"
@@ -391,5 +393,15 @@ RULE = Rule(
         "PEM detection is strict: `-----BEGIN ... PRIVATE KEY-----` with five dashes.",
         "The value is never echoed: findings name the key and give the length, plus a 4-character "
         "prefix only for values of 12 characters or more.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment("""\
+            env:
+              - name: DB_PASSWORD
+                value: s3cr3t-Passw0rd  #-
+                valueFrom:  #+
+                  secretKeyRef: {name: web-db, key: password}  #+
+            """)},
+        note="The password is read from a Secret (committed SOPS-encrypted) instead of written in the manifest.",
     ),
 )

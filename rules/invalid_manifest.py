@@ -18,7 +18,15 @@ from bot.objects import EnvContext, RenderedObject
 from bot.repo.tree import KUSTOMIZATION_NAMES
 from bot.validate.problems import Problem, problems, walked_problems
 from bot.validate.schemas import CRD, Catalog, repository_crds
-from rules.base import Rule, all_envs, finding, only_this_environment, source_line
+from rules.base import (
+    Rule,
+    all_envs,
+    example,
+    example_deployment,
+    finding,
+    only_this_environment,
+    source_line,
+)
 from rules.repo_checks import RepoScope, repo_finding, where
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -140,5 +148,12 @@ RULE = Rule(
         "that line of the patch, with the suggestion `replicas: 3`; `cpu: 500 m` is `... '500 m' is not a "
         "Kubernetes quantity`; two `- name: api` items under `containers:` in a patch are found in the patch, "
         "before Kustomize's merge keeps only one.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment(replicas="""\
+            replcas: 3  #-
+            replicas: 3  #+
+            """)},
+        note="The misspelt key `replcas` is spelt `replicas`.",
     ),
 )

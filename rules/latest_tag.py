@@ -8,7 +8,17 @@ from typing import Any
 
 from bot.model import Finding, Suggestion, as_dict, split_image
 from bot.objects import EnvContext, RenderedObject
-from rules.base import Rule, containers, finding, is_kind, key_path, per_env, workloads
+from rules.base import (
+    Rule,
+    containers,
+    example,
+    example_deployment,
+    finding,
+    is_kind,
+    key_path,
+    per_env,
+    workloads,
+)
 
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -137,5 +147,12 @@ RULE = Rule(
         "HelmRelease `spec.values`: a `tag` under a key ending in `image` (`image.tag`, `sidecarImage.tag`), "
         "or a string `...image: repo:tag`, judged the same way. A missing tag there is the chart's "
         "appVersion and passes.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment(image="""\
+            image: ghcr.io/example/web:latest  #-
+            image: ghcr.io/example/web:1.4.2  #+
+            """)},
+        note="The image is pinned to the version it runs.",
     ),
 )

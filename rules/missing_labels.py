@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from bot.model import Finding
 from bot.objects import EnvContext
-from rules.base import Rule, all_envs, finding, key_path, replace_scalar_line
+from rules.base import Rule, all_envs, example, example_configmap, finding, key_path, replace_scalar_line
 
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -114,5 +114,17 @@ RULE = Rule(
         "Not run on what charts from outside the repository install (`helm.vendor_charts.skip_rules`): their "
         "labels are the vendor's.",
         "`instance` not ending in `-<environment>` (or `-<alias>` of it, e.g. `-prod`) is a warning.",
+    ),
+    example=example(
+        {"configmap.yaml": example_configmap(metadata="""\
+            labels:
+              app.kubernetes.io/name: web
+              app.kubernetes.io/instance: web-production  #+
+              app.kubernetes.io/version: 1.4.2  #+
+              app.kubernetes.io/component: frontend  #+
+              app.kubernetes.io/part-of: shop  #+
+              app.kubernetes.io/managed-by: flux  #+
+            """)},
+        note="The object carries all six labels, `instance` ending in the environment and `managed-by: flux`.",
     ),
 )

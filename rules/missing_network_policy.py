@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.model import Finding
 from bot.objects import EnvContext, RenderedObject
-from rules.base import Rule, finding, is_kind, per_env, pod_meta_path, workloads
+from rules.base import Rule, example, example_deployment, finding, is_kind, per_env, pod_meta_path, workloads
 from rules.selectors import selector_matches
 
 DIRECTIONS = ("Ingress", "Egress")
@@ -84,5 +84,23 @@ RULE = Rule(
         "nothing.",
         "Only policies in the same namespace, compared as rendered (after the kustomize namespace "
         "transform), and in the same environment count.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment()},
+        added={"networkpolicy.yaml": """\
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata:
+              name: web
+            spec:
+              podSelector:
+                matchLabels: {app: web}
+              policyTypes: [Ingress, Egress]
+              ingress:
+                - ports: [{port: 8080}]
+              egress:
+                - ports: [{port: 53, protocol: UDP}]
+            """},
+        note="A NetworkPolicy selects the pods and restricts both directions: HTTP in, DNS out.",
     ),
 )

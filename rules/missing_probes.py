@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from bot.model import Finding
 from bot.objects import EnvContext
-from rules.base import Rule, containers, finding, per_env, workloads
+from rules.base import Rule, containers, example, example_deployment, finding, per_env, workloads
 
 PROBES = ("livenessProbe", "readinessProbe")
 
@@ -57,5 +57,14 @@ RULE = Rule(
         "Each container is judged on its own: one finding per container naming the missing probes, located "
         "where the first missing probe belongs: where the pull request or a patch removed it, else at the "
         "container in the document that introduces it (the base).",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment("""\
+            livenessProbe:  #+
+              httpGet: {path: /healthz, port: 8080}  #+
+            readinessProbe:  #+
+              httpGet: {path: /ready, port: 8080}  #+
+            """)},
+        note="The container gets a liveness and a readiness probe.",
     ),
 )

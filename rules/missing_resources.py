@@ -14,6 +14,8 @@ from rules.base import (
     all_envs,
     containers,
     env_policy,
+    example,
+    example_deployment,
     finding,
     only_this_environment,
     source_line,
@@ -211,5 +213,13 @@ RULE = Rule(
         "key in its source (or `resources: {}` on one line), and appends a whole missing `requests:` or "
         "`limits:` part (a removed `limits:` block) after the block's last line; other partial blocks get "
         "no suggestion.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment("""\
+            resources:  #+
+              requests: {cpu: 250m, memory: 512Mi}  #+
+              limits: {cpu: 500m, memory: 1Gi}  #+
+            """)},
+        note="The container sets cpu and memory requests and limits (production's defaults).",
     ),
 )

@@ -19,6 +19,8 @@ from rules.base import (
     Container,
     Rule,
     containers,
+    example,
+    example_deployment,
     finding,
     only_this_environment,
     per_env,
@@ -163,5 +165,16 @@ RULE = Rule(
         "The same container in production with no `securityContext` at all is one warning naming "
         "`allowprivilegeescalation`, `runasnonroot`, `seccompprofile_restricted` and `capabilities_restricted`, with "
         "a suggestion that adds the four settings under the container.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment("""\
+            securityContext:
+              privileged: true  #-
+              allowPrivilegeEscalation: false  #+
+              runAsNonRoot: true  #+
+              seccompProfile: {type: RuntimeDefault}  #+
+              capabilities: {drop: [ALL]}  #+
+            """)},
+        note="The container leaves privileged mode and sets what the restricted standard asks.",
     ),
 )

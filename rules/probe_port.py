@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.model import Finding
 from bot.objects import EnvContext
-from rules.base import Rule, all_envs, containers, finding, workloads
+from rules.base import Rule, all_envs, containers, example, example_deployment, finding, workloads
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 HANDLERS = ("httpGet", "tcpSocket", "grpc")
@@ -81,5 +81,16 @@ RULE = Rule(
         "earlier version of this rule required numbers to be declared too, and so reported probes that work).",
         "A named port must equal a `ports[].name` of the same container; a container that declares no ports "
         "fails every named probe.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment("""\
+            ports:
+              - name: http
+                containerPort: 8080
+            readinessProbe:
+              httpGet: {path: /ready, port: web}  #-
+              httpGet: {path: /ready, port: http}  #+
+            """)},
+        note="The probe names the port the container declares, `http`.",
     ),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.model import Finding, Origin
-from rules.base import Rule, all_envs
+from rules.base import Rule, all_envs, example, example_deployment
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -43,6 +43,16 @@ RULE = Rule(
         "ref (never with git); remote entries of fetched content three levels deep. Other hosts, `file://` and "
         "deeper nesting are reported here.",
         "With `flux: {no_remote_bases: true}` a remote entry is a `build-error` instead: the cluster refuses it.",
+    ),
+    example=example(
+        {"overlays/production/kustomization.yaml": """\
+            resources:
+              - https://raw.githubusercontent.com/example/web/v1.4.2/deploy/web.yaml  #-
+              - web.yaml  #+
+            """},
+        added={"overlays/production/web.yaml": example_deployment()},
+        note="The file is vendored into the repository, so what it holds is checked; a remote one is checked only "
+        "where infra-review can fetch it (not with `--offline`).",
     ),
 )
 

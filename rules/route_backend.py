@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from bot.model import Finding
 from bot.objects import EnvContext, RenderedObject
-from rules.base import Rule, all_envs, at_most, finding, is_kind, opaque_namespaces
+from rules.base import Rule, all_envs, at_most, example, finding, is_kind, opaque_namespaces
 from rules.creators import GENERATORS, created_in, files_defining
 
 MANAGED_ELSEWHERE = (
@@ -125,5 +125,30 @@ RULE = Rule(
         "The backend's namespace defaults to the route's; a Service in another namespace must exist there "
         "(ReferenceGrants are not checked).",
         "`port` must equal one of the Service's `spec.ports[].port`.",
+    ),
+    example=example(
+        {"service.yaml": """\
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: web
+            spec:
+              selector: {app: web}
+              ports: [{port: 80, targetPort: 8080}]
+            """,
+         "httproute.yaml": """\
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata:
+              name: web
+            spec:
+              parentRefs: [{name: public}]
+              rules:
+                - backendRefs:
+                    - name: web
+                      port: 8080  #-
+                      port: 80  #+
+            """},
+        note="The route sends traffic to the port the Service exposes, 80 (8080 is the pods' port behind it).",
     ),
 )

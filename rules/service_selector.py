@@ -13,6 +13,8 @@ from rules.base import (
     Rule,
     all_envs,
     containers,
+    example,
+    example_deployment,
     finding,
     is_kind,
     opaque_namespaces,
@@ -118,5 +120,21 @@ RULE = Rule(
         "A numeric `targetPort` (or none: it defaults to `port`) is never flagged: traffic reaches that port of "
         "the pod whether or not the container declares it. A named `targetPort` must be a `ports[].name` of a "
         "container of the selected pods (a string of digits is read as a number).",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment(), "service.yaml": """\
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: web
+            spec:
+              selector:
+                app: web-frontend  #-
+                app: web  #+
+              ports:
+                - port: 80
+                  targetPort: 8080
+            """},
+        note="The Service selects the label the Deployment's pods carry, `app: web`.",
     ),
 )

@@ -6,7 +6,16 @@ from collections.abc import Iterable, Iterator
 
 from bot.model import Finding, as_dict
 from bot.objects import EnvContext, RenderedObject
-from rules.base import Rule, env_policy, finding, is_kind, per_env, replace_scalar_line
+from rules.base import (
+    Rule,
+    env_policy,
+    example,
+    example_deployment,
+    finding,
+    is_kind,
+    per_env,
+    replace_scalar_line,
+)
 
 SCALED_KINDS = ("Deployment", "StatefulSet")
 MIN_REPLICAS = 2
@@ -145,5 +154,12 @@ RULE = Rule(
         "HPAScaleToZero feature) is judged on its `maxReplicas` instead: the pods it runs while active.",
         "The suggestion replaces the `replicas:`/`minReplicas:` line with the environment's minimum when that "
         "value comes from a manifest or patch line.",
+    ),
+    example=example(
+        {"deployment.yaml": example_deployment(replicas="""\
+            replicas: 1  #-
+            replicas: 3  #+
+            """)},
+        note="Production runs three replicas, its default (two is the least this rule accepts).",
     ),
 )

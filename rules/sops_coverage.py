@@ -14,7 +14,7 @@ from bot.model import Finding, ResourceId, Suggestion
 from bot.repo.tree import YAML_SUFFIXES
 from bot.yamlpos import YamlDoc
 from rules.base import SECRET_REFERENCE as REFERENCE
-from rules.base import Rule, per_env
+from rules.base import Rule, example, per_env
 from rules.repo_checks import RepoScope, line_at, repo_finding, where
 
 SOPS_CONFIGS = (".sops.yaml", ".sops.yml")
@@ -199,5 +199,29 @@ RULE = Rule(
         "A Secret with no values, or whose values are all references resolved elsewhere (`${VAR}` "
         "substitution, `op://`, `vault:`, `<path:...>`), has nothing to encrypt and is not flagged; nor are "
         "Helm chart templates (`<chart>/templates/`).",
+    ),
+    example=example(
+        {".sops.yaml": """\
+            creation_rules:
+              - path_regex: overlays/staging/.*\\.yaml$
+                age: age1x3hzd4kqf5ydcy2f9mcx5w7g2tr3mylxh3lv9gd0mhqzfk3sfq4qnz2zyu
+              - path_regex: overlays/production/.*\\.yaml$  #+
+                age: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p  #+
+            """,
+         "overlays/production/kustomization.yaml": "resources: [secret.yaml]\n",
+         "overlays/production/secret.yaml": """\
+            apiVersion: v1
+            kind: Secret
+            metadata:
+              name: web-db
+            stringData:
+              password: ENC[AES256_GCM,data:o1kz9vM2GqU=,iv:wq3kK1v0Xc8=,tag:9Lw1sQ==,type:str]
+            sops:
+              age:
+                - recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+              version: 3.9.1
+            """},
+        note="A creation rule gives `overlays/production/` production's key, so its Secrets can be encrypted, "
+        "re-encrypted and have their keys rotated there.",
     ),
 )

@@ -28,6 +28,22 @@ def docs_url(rule: Any) -> str:
     return rule_docs_url(rule.id, rule.title)
 
 
+def example_text(example: Any) -> list[str]:
+    """A rule's example for a terminal: the bad files, then those the fix changes, each under its path,
+    the lines the fix removes marked `-` and those it writes `+`."""
+    from rules.examples import changed_files, changed_lines
+
+    out = [f"Example ({example.environment}):", *textwrap.wrap(example.note, width=100, initial_indent="  ",
+                                                              subsequent_indent="  ")]
+    for side, files in (("bad", example.bad), ("good", changed_files(example))):
+        mark = "-" if side == "bad" else "+"
+        for path, text in files.items():
+            marked = changed_lines(example, path)[side == "good"]
+            out += ["", f"  # {side}: {path}"]
+            out += [f"  {mark if i in marked else ' '} {line}".rstrip() for i, line in enumerate(text.splitlines())]
+    return out
+
+
 def run_rules(args: argparse.Namespace) -> int:
     from rules import all_rules
 
@@ -54,6 +70,8 @@ def run_explain(args: argparse.Namespace) -> int:
     wrap = textwrap.TextWrapper(width=100)
     out = [f"{rule.id}: {rule.title}", "", f"severity (production / staging / development): {_severity(rule)}", "",
            "Why:", *wrap.wrap(rule.rationale), "", "Fix:", *wrap.wrap(rule.remediation)]
+    if rule.example is not None:
+        out += ["", *example_text(rule.example)]
     if rule.params:
         out += ["", "Parameters (`rules: {" + rule.id + ": {params: ...}}` in .github/infra-review.yml):"]
         out += [f"  {k}: {json.dumps(v)}" for k, v in rule.params.items()]
