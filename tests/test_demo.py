@@ -24,6 +24,8 @@ def test_demo_prints_new_and_existing_findings_and_the_dry_run_review(tmp_path):
     assert any(x[2:3] == ["env-defaults"] and x[-1] == "existing" for x in said if len(x) > 3)
     assert any(x[2:3] == ["missing-probes"] and x[-1] == "existing" for x in said if len(x) > 3)
     assert "== check run `infra-review`: failure ==" in review
+    assert "- production: 8 objects change — Deployment/search: replicas 3 → 1, image 1.4.2 → latest" in review
+    assert "text (its rendered diffs):" in review and "-  replicas: 3\n    +  replicas: 1" in review
     assert "== review (COMMENT," in review and "<!-- infra-review:fp=" in review
     assert "--- overlays/production/worker/patch-deployment.yaml:6" in review
     assert "fake-staging-pw-0000" not in text

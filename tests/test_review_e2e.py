@@ -111,6 +111,12 @@ async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, exa
     title = updates[0].body["output"]["title"]
     assert "error" in title and "production" in title, title
     assert all(len(u.body["output"].get("annotations", [])) <= MAX_ANNOTATIONS for u in updates)
+    # What the pull request changes in each environment leads the summary; the diffs are in the text.
+    summary = updates[0].body["output"]["summary"].splitlines()
+    assert summary[2].startswith("- production: ") and "Deployment/worker: replicas 3 → 1" in summary[2]
+    text = updates[0].body["output"]["text"]
+    assert "<details><summary>production · overlays/production · Deployment/worker: replicas 3 → 1" in text
+    assert "fake-staging-pw-0000" not in text and "DB_PASSWORD" in text, "the secret's value is masked"
     [run] = fakegh.check_runs.values()
     assert run["status"] == "completed"
     annotated = {(a["path"], a["annotation_level"]) for a in fakegh.annotations[run["id"]]}

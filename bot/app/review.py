@@ -305,7 +305,8 @@ def _check(head: Path, base: Path, config: Config, changed: frozenset[str] | Non
     from bot.review.pipeline import run_check
     from bot.review.spans import object_spans
 
-    report = run_check(head, base, config, changed=changed, affected_only=changed is not None, deadline=deadline)
+    report = run_check(head, base, config, changed=changed, affected_only=changed is not None, deadline=deadline,
+                       diff=True)
     return report, object_spans(head, [f for f in report.findings if f.new])
 
 

@@ -8,11 +8,10 @@ import os
 import sys
 import tarfile
 import tempfile
-import time
 from io import BytesIO
 from pathlib import Path
 
-from bot.cli.terminal import COLOR_CHOICES, StatusLine, shows_progress, use_colour
+from bot.cli.terminal import COLOR_CHOICES, Watch, use_colour
 from bot.config import Config, ConfigError, parse_config
 from bot.publish.report import fails
 from bot.publish.select import Selection
@@ -20,7 +19,6 @@ from bot.publish.text import summary_line
 from bot.render.kustomize import RendererMissing
 from bot.repo.git import GitError, git
 from bot.repo.tree import choose_root
-from bot.review.progress import Progress, format_timings
 from rules import all_rules
 
 CONFIG_PATH = ".github/infra-review.yml"
@@ -99,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"infra-review check: unknown rule id {', '.join(unknown)}; the rules are: "
               f"{', '.join(r.id for r in all_rules())} (`infra-review rules` lists them)", file=sys.stderr)
         return 2
-    status = StatusLine(sys.stderr)
-    progress = Progress(on_target=status.target if shows_progress(sys.stderr, os.environ) else None)
-    started = time.perf_counter()
+    watch = Watch(sys.stderr, os.environ, args.verbose)
     try:
         path = args.path.resolve()
         if not path.exists():
@@ -131,18 +127,15 @@ def run(args: argparse.Namespace) -> int:
                 base = candidate.resolve() if candidate.exists() else materialize_ref(root, args.base, Path(tmp))
                 if not candidate.exists() and choice and choice.work_tree and root != choice.work_tree:
                     base = base / root.relative_to(choice.work_tree)  # the revision holds the whole work tree
-            report = run_check(head, base, config, envs=args.env, scope=scope, progress=progress)
+            report = run_check(head, base, config, envs=args.env, scope=scope, progress=watch.progress)
         if choice and choice.note and head == root:
             report.notes.insert(0, choice.note)
     except (UsageError, RendererMissing, NothingToCheck) as exc:
-        status.clear()
+        watch.status.clear()
         hint = unresolved_flux_paths(head) if isinstance(exc, NothingToCheck) else None
         print(f"infra-review check: {hint or exc}", file=sys.stderr)
         return 2
-    status.clear()
-    if args.verbose:
-        sys.stderr.write("\n".join(["time per stage:"] + format_timings(progress.timings, time.perf_counter() - started))
-                         + "\n")
+    watch.finish()
     fail_on = args.fail_on or config.fail_on
     report = dataclasses.replace(report, findings=selection.apply(report.findings))
     shown = report

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             head = materialize_ref(repo, head_sha, Path(tmp) / "head", "--head")
             base = materialize_ref(repo, base_sha, Path(tmp) / "base", "--base")
             config = load_config(args.config, base)
-            report = run_check(head, base, config, changed=changed, affected_only=True)
+            report = run_check(head, base, config, changed=changed, affected_only=True, diff=True)
             spans = object_spans(head, report.findings)
     except (UsageError, RendererMissing) as exc:
         print(f"infra-review review: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping
 from typing import TextIO
 
@@ -46,3 +47,25 @@ class StatusLine:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.shown = False
+
+
+class Watch:
+    """A command's run as a person sees it: the progress line while it works (on a terminal only) and,
+    with `--verbose`, the time each stage took, both on `stream` (stderr), never in the report."""
+
+    def __init__(self, stream: TextIO, environ: Mapping[str, str], verbose: bool) -> None:
+        from bot.review.progress import Progress
+
+        self.status = StatusLine(stream)
+        self.progress = Progress(on_target=self.status.target if shows_progress(stream, environ) else None)
+        self.stream = stream
+        self.verbose = verbose
+        self.started = time.perf_counter()
+
+    def finish(self) -> None:
+        from bot.review.progress import format_timings
+
+        self.status.clear()
+        if self.verbose:
+            lines = format_timings(self.progress.timings, time.perf_counter() - self.started)
+            self.stream.write("\n".join(["time per stage:", *lines]) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bot.publish import diff as rendered_diff
 from bot.publish import escape, github
 from bot.publish.report import Report
 from bot.review.anchors import DiffIndex
@@ -35,6 +36,8 @@ def render_dry_run(
         f"title: {first['output']['title']}",
         "summary:",
         _indent(first["output"]["summary"]),
+        *(["text (its rendered diffs):", _indent(first["output"]["text"].partition(rendered_diff.HEADING)[2].strip())]
+          if report.changes and not report.changes.empty else []),
         f"annotations ({len(anns)}, in {len(bodies)} request{'s' if len(bodies) != 1 else ''}):",
     ]
     for a in anns:

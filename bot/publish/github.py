@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.model import Finding
+from bot.publish import diff as rendered_diff
 from bot.publish import escape
 from bot.publish.report import (
     Report,
@@ -111,6 +112,8 @@ def _env_table(findings: list[Finding]) -> list[str]:
 
 def check_summary(report: Report, fail_on: str = "new") -> str:
     lines = [f"**{escape.inline(check_title(report, fail_on))}**", ""]
+    if report.changes is not None:
+        lines += [f"- {escape.inline(line)}" for line in rendered_diff.summary_lines(report.changes)] + [""]
     lines.append("New findings decide this check; existing ones are listed for context."
                  if fail_on == "new" else "Every unsuppressed finding decides this check.")
     if report.notes:
@@ -141,7 +144,16 @@ def _said(f: Finding) -> str:
 
 
 def check_text(report: Report) -> str:
-    """Every finding, one bullet each, for the details pane."""
+    """Every finding, one bullet each, for the details pane; then, when the base was rendered too, each
+    object's rendered diff, collapsed, in what room GitHub leaves (at least half of it)."""
+    findings = _findings_text(report, MAX_OUTPUT_CHARS // 2 if report.changes and not report.changes.empty
+                              else MAX_OUTPUT_CHARS)
+    if report.changes is None or report.changes.empty:
+        return findings
+    return f"{findings}\n\n{rendered_diff.render_markdown(report.changes, MAX_OUTPUT_CHARS - len(findings) - 2)}"
+
+
+def _findings_text(report: Report, limit: int) -> str:
     lines = []
     for f in sorted_findings(report.findings):
         state = "suppressed" if f.suppressed else "new" if f.new else "existing"
@@ -152,7 +164,7 @@ def check_text(report: Report) -> str:
         elif f.remediation:
             line += f" — fix: {escape.inline(f.remediation)}"
         lines.append(line)
-    return truncate("\n".join(lines) or "No findings.")
+    return truncate("\n".join(lines) or "No findings.", limit)
 
 
 def check_annotations(report: Report, fail_on: str = "new") -> list[dict[str, Any]]:

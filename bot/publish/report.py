@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.diff.model import Changes
 from bot.model import ENVIRONMENTS, SEVERITIES, Finding
 
 TOOL_NAME = "infra-review"
@@ -62,6 +63,8 @@ class Report:
     # The environments whose checked targets read each file: a suggestion on a line several
     # environments share is offered only when it is right for all of them.
     readers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # What changes in each environment, when the base was rendered too and the caller asked (the App).
+    changes: Changes | None = None
 
 
 @dataclass(frozen=True)

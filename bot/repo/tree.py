@@ -6,6 +6,7 @@ anything (a `..` or a symlink) that leaves the root. Listing skips `.git` and is
 
 from __future__ import annotations
 
+import filecmp
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -213,3 +214,11 @@ class RepoTree:
         if sum(d.nodes for d in docs) <= NODES_PER_BYTE * len(text) + 64:
             self._docs[rel] = docs
         return docs
+
+
+def changed_files(a: RepoTree, b: RepoTree) -> frozenset[str]:
+    """Paths that differ between two trees (on one side only, or with other bytes): what a change
+    touched, when there is no git history to ask."""
+    fa, fb = set(a.files), set(b.files)
+    same = {rel for rel in fa & fb if filecmp.cmp(a.abspath(rel), b.abspath(rel), shallow=False)}
+    return frozenset((fa | fb) - same)

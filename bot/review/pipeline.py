@@ -8,6 +8,7 @@ policed fetcher, for remote Kustomize resources (bot.fetch; off with `fetch: {en
 from __future__ import annotations
 
 import collections
+import dataclasses
 import difflib
 import posixpath
 import tempfile
@@ -20,6 +21,9 @@ import rules as rulebook
 from bot import __version__
 from bot.config import Config, effective_policy
 from bot.deadline import Deadline
+from bot.diff.compute import compare_rendered
+from bot.diff.mask import Masker
+from bot.diff.model import Changes
 from bot.fetch import FetchSettings
 from bot.model import Finding, Origin, ResourceId, Target
 from bot.objects import EnvContext, RenderedObject
@@ -37,7 +41,7 @@ from bot.render.releases import (
     is_helm_release,
 )
 from bot.repo.discover import RepoModel
-from bot.repo.tree import RepoTree
+from bot.repo.tree import RepoTree, changed_files
 from bot.review.progress import Progress
 from bot.review.run_rules import run_env_rules, run_repo_rules
 from bot.validate.schemas import CRD, Catalog, repository_crds
@@ -178,6 +182,19 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
     as `deadline` says so (between targets, during a build, between rules)."""
     deadline = deadline or Deadline()
     progress = progress or Progress()
+    side, renderer = render_side(model, config, targets=targets, kustomize=kustomize, cache=cache, deadline=deadline,
+                                 progress=progress)
+    with progress.stage("rules"):
+        _judge(side, model, config, changed, deadline)
+    with progress.stage("chart lint"):
+        side.findings.extend(lint_charts(model, config, changed, deadline, renderer.cache))
+    attach_places(side.findings, side.rendered)
+    return side
+
+
+def render_side(model: RepoModel, config: Config, *, targets: list[Target] | None, kustomize: Kustomize | None,
+                cache: DiskCache | None, deadline: Deadline, progress: Progress) -> tuple[Side, Renderer]:
+    """What the targets (default: all) apply, their HelmReleases' output included; no rule is run."""
     side = Side(model=model)
     todo = list(model.targets if targets is None else targets)
     todo = [t for t in todo if not config.is_ignored(t.path)]
@@ -189,12 +206,7 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
     with progress.stage("render (helm)"):
         side.releases, side.helm_version = render_releases(model, config, renderer,
                                                            [r for r in side.rendered if r.ok], deadline)
-    with progress.stage("rules"):
-        _judge(side, model, config, changed, deadline)
-    with progress.stage("chart lint"):
-        side.findings.extend(lint_charts(model, config, changed, deadline, renderer.cache))
-    attach_places(side.findings, side.rendered)
-    return side
+    return side, renderer
 
 
 def _judge(side: Side, model: RepoModel, config: Config, changed: frozenset[str] | None, deadline: Deadline) -> None:
@@ -427,8 +439,9 @@ def in_scope(path: str | None, scope: str | None) -> bool:
 def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | None = None,
               changed: frozenset[str] | None = None, affected_only: bool = False,
               cache: DiskCache | None = None, scope: str | None = None, deadline: Deadline | None = None,
-              progress: Progress | None = None) -> Report:
-    """`check` and `review`: findings of `head`, marked new against `base` when given.
+              progress: Progress | None = None, diff: bool = False) -> Report:
+    """`check` and `review`: findings of `head`, marked new against `base` when given (and with `diff`,
+    what changes in each environment between the two, `report.changes`).
 
     `scope` (a repository-relative folder) limits the targets and findings to that folder while
     the whole tree stays visible, so Flux paths written from the repository root still resolve.
@@ -460,27 +473,76 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         wanted = {t.environment for t in head_targets or ()}
         base_targets = [t for t in base_model.targets if t.environment in wanted]
     if affected_only and changed is not None:
-        head_targets = head_model.affected(changed=changed, previous=base_model)
-        if base_model is not None:
-            base_targets = base_model.affected(changed=changed, previous=head_model)
-            keys = {t.key for t in head_targets} | {t.key for t in base_targets}
-            head_targets = [t for t in head_model.targets if t.key in keys]
-            base_targets = [t for t in base_model.targets if t.key in keys]
+        head_targets, base_targets = affected_pair(head_model, base_model, changed)
     head_side = check_repository(head_model, config, targets=head_targets, changed=changed, kustomize=kustomize,
                                  cache=cache, deadline=deadline, progress=progress)
     findings = head_side.findings
+    changes = None
     if base_model is not None:
         base_side = check_repository(base_model, config, targets=base_targets, changed=changed, kustomize=kustomize,
                                      cache=cache, deadline=deadline, progress=progress)
         with progress.stage("compare"):
             findings = compare(findings, base_side.findings)
             with_base(findings, head_side, base_side)
+        if diff:
+            with progress.stage("diff"):
+                changes = rendered_changes(head_side, base_side, config, envs, scope)
     if scope and scope != ".":
         findings = [f for f in findings if in_scope(f.origin.file, scope) or in_scope(f.target, scope)]
     notes += coverage_notes(head_model, head_side, config)
     report = make_report(head_side, filter_envs(findings, envs, config), kustomize, notes=notes)
     report.readers = readers(head_model, head_side.rendered)
+    report.changes = changes
     return report
+
+
+def affected_pair(head: RepoModel, base: RepoModel | None, changed: frozenset[str]) -> tuple[list[Target], list[Target]]:
+    """The targets a change reaches on each side: a target either side's change reaches is rendered on
+    both, so what it applies can be compared."""
+    head_targets = head.affected(changed=changed, previous=base)
+    if base is None:
+        return head_targets, []
+    keys = {t.key for t in head_targets} | {t.key for t in base.affected(changed=changed, previous=head)}
+    return [t for t in head.targets if t.key in keys], [t for t in base.targets if t.key in keys]
+
+
+def rendered_changes(head: Side, base: Side, config: Config, envs: list[str] | None = None,
+                     scope: str | None = None) -> Changes:
+    """What changes in each environment between the two sides' renderings, secrets masked."""
+    from bot.config import normalise_env
+
+    changes = compare_rendered(head.rendered, base.rendered, Masker(effective_policy(config)), DEFAULT_ENVIRONMENT)
+    wanted = {normalise_env(e, config) for e in envs} if envs else None
+    kept = tuple(dataclasses.replace(env, targets=tuple(t for t in env.targets if scope in (None, ".")
+                                                         or in_scope(t.target, scope)))
+                 for env in changes.environments if wanted is None or env.name in wanted)
+    return dataclasses.replace(changes, environments=tuple(e for e in kept if e.targets))
+
+
+@dataclass
+class DiffResult:
+    changes: Changes
+    kustomize_version: str = ""
+    helm_version: str = ""
+
+
+def run_diff(head: Path, base: Path, config: Config, envs: list[str] | None = None, cache: DiskCache | None = None,
+             deadline: Deadline | None = None, progress: Progress | None = None) -> DiffResult:
+    """`diff`: render the targets the change between the two trees reaches, on both sides, and compare
+    what they apply. No rule runs."""
+    deadline = deadline or Deadline()
+    progress = progress or Progress()
+    with progress.stage("discover"):
+        head_model, base_model = make_model(head, config), make_model(base, config)
+        changed = changed_files(head_model.tree, base_model.tree)
+        head_targets, base_targets = affected_pair(head_model, base_model, changed)
+    kustomize = find_kustomize()
+    sides = [render_side(model, config, targets=targets, kustomize=kustomize, cache=cache, deadline=deadline,
+                         progress=progress)[0]
+             for model, targets in ((head_model, head_targets), (base_model, base_targets))]
+    with progress.stage("diff"):
+        changes = rendered_changes(sides[0], sides[1], config, envs)
+    return DiffResult(changes, kustomize.version if kustomize else "", sides[0].helm_version or sides[1].helm_version)
 
 
 def readers(model: RepoModel, rendered: list[Rendered]) -> dict[str, frozenset[str]]:
