@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "repo"
 PATCH = ROOT / "examples" / "pull-request.patch"
 DEPLOY = ROOT / "deploy"
+FLEET = ROOT / "examples" / "fleet"
+# Where deploy/components/sqlite keeps the queue: on its PersistentVolumeClaim.
+SQLITE_QUEUE = "sqlite:////var/lib/infra-review/data/queue.sqlite3"
 ENVS = ("development", "staging", "production")
 SERVICES = ("api", "web", "worker")
 LABELS = ("name", "instance", "version", "component", "part-of", "managed-by")
@@ -254,7 +257,8 @@ def sops_rules(repo: Path) -> list[str]:
     return [r["path_regex"] for r in yaml.safe_load((repo / ".sops.yaml").read_text())["creation_rules"]]
 
 
-@pytest.mark.parametrize(("repo", "prefix"), [(EXAMPLE, ""), (DEPLOY, "deploy/")])
+@pytest.mark.parametrize(("repo", "prefix"), [(EXAMPLE, ""), (DEPLOY, "deploy/"), (FLEET, "")],
+                         ids=["example", "deploy", "fleet"])
 def test_secrets_are_sops_encrypted_and_covered(repo, prefix):
     secrets = [p for p in repo.rglob("*.yaml") if "kind: Secret" in p.read_text()]
     assert secrets
@@ -275,7 +279,7 @@ def test_secrets_are_sops_encrypted_and_covered(repo, prefix):
 
 
 @needs_kustomize
-@pytest.mark.parametrize(("env", "replicas"), [("staging", 2), ("production", 3)])
+@pytest.mark.parametrize(("env", "replicas"), [("development", 1), ("staging", 2), ("production", 3)])
 def test_deploy_passes_its_own_rules(env, replicas):
     objs = build(DEPLOY / "overlays" / env)
     assert build(DEPLOY / "overlays" / env / "infra-review")
@@ -283,7 +287,7 @@ def test_deploy_passes_its_own_rules(env, replicas):
     deployment = find(objs, "Deployment", "infra-review")
     assert deployment["spec"]["replicas"] == replicas
     c = container(deployment, "infra-review")
-    assert re.fullmatch(r"ghcr\.io/example/infra-review:\d+\.\d+\.\d+", c["image"])
+    assert re.fullmatch(r"ghcr\.io/infra-review/infra-review:\d+\.\d+\.\d+", c["image"])
     port = next(p for p in c["ports"] if p["name"] == "http")
     assert port["containerPort"] == 8080
     for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
@@ -294,7 +298,10 @@ def test_deploy_passes_its_own_rules(env, replicas):
 
     env_vars = {e["name"]: e for e in c["env"]}
     assert set(env_vars) == {"GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "QUEUE_URL"}
+    if env == "development":  # the SQLite queue (deploy/components/sqlite), not a Secret's Redis URL
+        assert env_vars.pop("QUEUE_URL") == {"name": "QUEUE_URL", "value": SQLITE_QUEUE}
     secret = find(objs, "Secret", "infra-review-secrets")
+    assert set(secret["stringData"]) == set(env_vars)
     for name, var in env_vars.items():
         ref = var["valueFrom"]["secretKeyRef"]
         assert "value" not in var and ref == {"name": "infra-review-secrets", "key": name}
@@ -310,7 +317,7 @@ def test_deploy_passes_its_own_rules(env, replicas):
         for rule in policy["ingress"]
     )
     egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
-    assert egress_ports == {53, 443, 6379}
+    assert egress_ports == ({53, 443} if env == "development" else {53, 443, 6379})
 
     service = find(objs, "Service", "infra-review")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
@@ -320,3 +327,19 @@ def test_deploy_passes_its_own_rules(env, replicas):
     assert backends and all(b["name"] == "infra-review" and b["port"] in service_ports for b in backends)
     assert all(service_ports[b["port"]] == "http" for b in backends)
     assert [m["path"]["value"] for rule in route["rules"] for m in rule["matches"]] == ["/webhook"]
+
+
+@needs_kustomize
+def test_development_is_the_trial_on_sqlite_without_redis():
+    """One pod, its queue on a PersistentVolumeClaim (deploy/components/sqlite), replaced rather than
+    rolled (the claim attaches to one pod), labelled like everything else."""
+    objs = build(DEPLOY / "overlays" / "development")
+    deployment = find(objs, "Deployment", "infra-review")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    claim = find(objs, "PersistentVolumeClaim", "infra-review-data")
+    assert claim["metadata"]["namespace"] == "infra-review" and claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "infra-review-data"}} in pod["volumes"]
+    mounts = {m["mountPath"]: m["name"] for m in container(deployment, "infra-review")["volumeMounts"]}
+    assert mounts["/var/lib/infra-review/data"] == "data"
+    assert_labels(objs, "development")

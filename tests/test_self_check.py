@@ -18,7 +18,8 @@ def test_deploy_passes_its_own_check():
     import json
 
     doc = json.loads(out.stdout)
-    assert {t["path"] for t in doc["targets"]} == {"deploy/overlays/production", "deploy/overlays/staging"}
+    assert {t["path"] for t in doc["targets"]} == {"deploy/overlays/development", "deploy/overlays/production",
+                                                      "deploy/overlays/staging"}
     assert all(t["status"] == "ok" for t in doc["targets"])
     assert doc["findings"] == []
 
