@@ -29,13 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--offline", action="store_true", help="fetch nothing: a remote resource is left out (and said)")
     b.set_defaults(func=_build)
 
-    from bot.cli import check, demo, diff, review, rules, serve
+    from bot.cli import check, demo, diff, review, rules, serve, worker
 
     check.add_parser(sub)
     diff.add_parser(sub)
     rules.add_parsers(sub)
     review.add_parser(sub)
     serve.add_parser(sub)
+    worker.add_parser(sub)
     demo.add_parser(sub)
 
     args = parser.parse_args(argv)

@@ -125,8 +125,10 @@ async def fakegh(aiohttp_server: Callable, private_key: str) -> Any:
 def settings(fakegh: FakeGitHub, private_key: str, tmp_path: Path) -> Any:
     from bot.app.settings import Settings
 
+    # One failure gives a job up (its check run completes at once); the retries have their own tests.
     return Settings(app_id=APP_ID, private_key=private_key, webhook_secret=SECRET, api_url=fakegh.url,
-                    queue_url=f"sqlite:///{tmp_path / 'queue.sqlite3'}", app_slug="infra-review")
+                    queue_url=f"sqlite:///{tmp_path / 'queue.sqlite3'}", app_slug="infra-review", max_failures=1,
+                    env_file=str(tmp_path / ".env"))
 
 
 def signed(payload: dict | bytes, event: str, delivery: str | None = None,
@@ -188,9 +190,9 @@ def make_bot(aiohttp_client: Callable, settings: Any, fake_time: FakeTime) -> Ca
         queue = queue or SqliteQueue(cfg.queue_url.removeprefix("sqlite:///"))
         bot = BotUnderTest(client=None, app=None, queue=queue)
 
-        async def recording_review(job: Any, gh: Any) -> None:
+        async def recording_review(job: Any, gh: Any) -> Any:
             bot.reviewed.append(job)
-            await (review or check_run_review)(job, gh)
+            return await (review or check_run_review)(job, gh)
 
         async def recording_fail(job: Any, gh: Any, exc: BaseException) -> None:
             bot.failed.append((job, exc))

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jwt
 from aiohttp import web
@@ -316,7 +316,14 @@ class FakeGitHub:
         self._expire_tokens = False
         self.app = web.Application()
         self.app.router.add_route("*", "/_codeload/{owner}/{repo}/{ref}", self._codeload)
+        # GitHub's web pages of the App-manifest flow (not API operations): the form posts the manifest,
+        # GitHub answers with a redirect to the manifest's redirect_url carrying a one-time code.
+        self.app.router.add_post("/settings/apps/new", self._new_app_from_manifest)
+        self.app.router.add_post("/organizations/{org}/settings/apps/new", self._new_app_from_manifest)
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.private_key = private_key
+        self.webhook_secret = "whsec-from-the-manifest-flow"
+        self.manifests: dict[str, dict] = {}  # code -> the manifest it registered
 
     # ---- programming the fake
 
@@ -374,6 +381,8 @@ class FakeGitHub:
     def _auth(self, request: web.Request, op: Operation) -> tuple[str, Any] | web.Response:
         header = request.headers.get("authorization", "")
         scheme, _, credential = header.partition(" ")
+        if op.template.startswith("/app-manifests/"):  # the one-time code is the credential
+            return "manifest", None
         if op.template.startswith("/app"):
             if scheme.lower() != "bearer":
                 self.violations.append(f"{op.operation_id} needs the App JWT, got {scheme or 'nothing'}")
@@ -501,7 +510,40 @@ class FakeGitHub:
             headers["link"] = f'<{nxt}>; rel="next"'
         return self._json(chunk, headers=headers)
 
+    async def _new_app_from_manifest(self, request: web.Request) -> web.StreamResponse:
+        """GitHub's "Create GitHub App" page, confirmed at once: validate the manifest as GitHub does
+        (a name, a redirect URL, known permission levels), then redirect with a code and the state."""
+        form = await request.post()
+        try:
+            manifest = json.loads(str(form.get("manifest", "")))
+        except ValueError:
+            self.violations.append("manifest flow: the manifest is not JSON")
+            return web.Response(status=422, text="Invalid manifest")
+        levels = {"read", "write"}
+        problems = [f"{key} is missing" for key in ("name", "url", "redirect_url", "hook_attributes")
+                    if not manifest.get(key)]
+        problems += [f"permission {k}: {v}" for k, v in (manifest.get("default_permissions") or {}).items()
+                     if v not in levels]
+        if problems:
+            self.violations += [f"manifest flow: {p}" for p in problems]
+            return web.Response(status=422, text="; ".join(problems))
+        code = f"code{next(self._ids)}"
+        self.manifests[code] = manifest
+        state = request.query.get("state", "")
+        raise web.HTTPFound(f"{manifest['redirect_url']}?{urlencode({'code': code, 'state': state})}")
+
     # ---- operations (named after operationId)
+
+    async def op_apps__create_from_manifest(self, request, params, body):
+        manifest = self.manifests.pop(params["code"], None)
+        if manifest is None:
+            return self._json({"message": "Not Found"}, 404)
+        data = example("apps/create-from-manifest")
+        data.update(id=self.app_id, slug=self.app_slug, name=manifest["name"], pem=self.private_key,
+                    webhook_secret=self.webhook_secret, html_url=f"https://github.com/apps/{self.app_slug}",
+                    permissions=manifest.get("default_permissions", {}), events=manifest.get("default_events", []))
+        return self._json(data, 201)
+
 
     async def op_apps__create_installation_access_token(self, request, params, body):
         token = f"ghs_fake{next(self._ids)}"

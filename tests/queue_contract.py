@@ -9,14 +9,32 @@ from __future__ import annotations
 
 import pytest
 
-from bot.queue import Delivery, Job, JobState
+from bot.queue import Delivery, Job, JobState, QueueStats
+from tests.conftest import eventually
 
 REPO = "Codertocat/Hello-World"
 
 
-def job(sha: str = "a" * 40, pr: int = 2, repo: str = REPO, delivery: str = "d1") -> Job:
+def job(sha: str = "a" * 40, pr: int = 2, repo: str = REPO, delivery: str = "d1", failures: int = 0) -> Job:
     return Job(installation_id=1, repo=repo, pr_number=pr, head_sha=sha, reason="pull_request.opened",
-               delivery_id=delivery)
+               delivery_id=delivery, failures=failures)
+
+
+async def running(queue, *jobs: Job) -> list[Job]:
+    """Enqueue and claim these jobs (of different PRs), in order."""
+    stored = [await queue.enqueue(j) for j in jobs]
+    claimed = [await queue.claim() for _ in stored]
+    assert [c.id for c in claimed] == [s.id for s in stored]
+    return claimed
+
+
+async def crash_with_two_running(queue, reopen):
+    """Two jobs were running when the process died: the restarted one holds them as suspects."""
+    first, second = await running(queue, job("a" * 40, pr=1), job("b" * 40, pr=2))
+    await queue.close()
+    current = await reopen()
+    assert await current.recover() == 2
+    return current, first, second
 
 
 class QueueContract:
@@ -216,3 +234,118 @@ class QueueContract:
         assert (await current.claim()).id == fresh.id
         later = await current.enqueue(job("d" * 40, pr=4))
         assert (await current.claim()).id == later.id, "no suspect left: jobs run side by side again"
+
+    async def test_a_retried_job_waits_out_its_delay_with_one_more_failure(self, queue, reopen):
+        [stored] = await running(queue, job())
+        assert stored.claims == 1 and not stored.resumed
+        assert await queue.retry(stored.id, "RuntimeError: boom", delay=3600)
+        [again] = await queue.jobs()
+        assert (again.state, again.attempt, again.failures) == (JobState.QUEUED, 1, 1)
+        assert not await queue.retry(stored.id, "RuntimeError: boom", delay=0), "no longer running"
+        other = await queue.enqueue(job("b" * 40, pr=3))
+        assert (await queue.claim()).id == other.id, "a delayed job holds up nothing else"
+        await queue.finish(other.id, JobState.DONE)
+        await queue.close()
+        restarted = await reopen()
+        assert await restarted.claim() is None, "the delay survives a restart"
+        assert (await restarted.live_jobs(REPO, 2))[0].state is JobState.QUEUED
+
+    async def test_a_retried_job_is_claimed_again_once_its_delay_is_over(self, queue):
+        [stored] = await running(queue, job())
+        assert await queue.retry(stored.id, "RuntimeError: boom", delay=0.2)
+        resumed = await eventually(queue.claim, what="the retry delay to end")
+        assert (resumed.id, resumed.attempt, resumed.failures, resumed.claims) == (stored.id, 1, 1, 2)
+        assert resumed.resumed, "its first run opened the check run this run completes"
+
+    async def test_a_newer_head_supersedes_a_job_waiting_to_retry(self, queue):
+        [stored] = await running(queue, job("a" * 40))
+        assert await queue.retry(stored.id, "RuntimeError: boom", delay=3600)
+        newer = await queue.enqueue(job("b" * 40, delivery="d2"))
+        assert await queue.state(stored.id) is JobState.SUPERSEDED
+        assert (await queue.claim()).id == newer.id
+
+    async def test_a_retried_crash_suspect_is_one_no_longer(self, queue, reopen):
+        """A review failure is not a crash: the process survived it, so the job was innocent."""
+        current, first, second = await crash_with_two_running(queue, reopen)
+        assert (await current.claim()).id == first.id
+        assert await current.retry(first.id, "RuntimeError: boom", delay=0)
+        assert (await current.claim()).id == second.id, "the other suspect goes first, alone"
+        assert await current.claim() is None
+        await current.finish(second.id, JobState.DONE)
+        fresh = await current.enqueue(job("c" * 40, pr=3))
+        assert [(await current.claim()).id, (await current.claim()).id] == [first.id, fresh.id]
+
+    async def test_dead_letters_are_listed_newest_first_until_pruned(self, queue):
+        first, second = await running(queue, job("a" * 40, pr=1, failures=4), job("b" * 40, pr=2))
+        assert await queue.dead_letter(first.id, "RuntimeError: boom")
+        assert await queue.dead_letter(second.id, "ReviewTimeout: too slow")
+        assert not await queue.dead_letter(first.id, "again") and not await queue.retry(first.id, "again", 0)
+        assert await queue.state(first.id) is JobState.FAILED
+        letters = await queue.dead_letters()
+        assert [(d.job.id, d.error, d.failures, d.job.failures) for d in letters] == [
+            (second.id, "ReviewTimeout: too slow", 1, 1), (first.id, "RuntimeError: boom", 5, 5)]
+        assert letters[0].at >= letters[1].at > 0 and letters[1].job == first
+        assert letters[1].as_dict() == {"job_id": first.id, "repo": REPO, "pr_number": 1, "head_sha": "a" * 40,
+                                        "error": "RuntimeError: boom", "failures": 5, "at": letters[1].at}
+        assert [d.job.id for d in await queue.dead_letters(limit=1)] == [second.id]
+        assert (await queue.stats()).dead_letters == 2 and (await queue.counts())["failed"] == 2
+        assert await queue.prune(retention=3600) == 0
+        assert await queue.prune(retention=0) == 2
+        assert await queue.dead_letters() == [] and (await queue.stats()).dead_letters == 0
+
+    async def test_a_released_job_is_claimable_at_once_and_charged_nothing(self, queue):
+        [stored] = await running(queue, job())
+        assert await queue.release(stored.id)
+        assert not await queue.release(stored.id), "no longer running"
+        again = await queue.claim()
+        assert (again.id, again.attempt, again.failures, again.claims) == (stored.id, 1, 0, 2) and again.resumed
+
+    async def test_a_released_crash_suspect_stays_one(self, queue, reopen):
+        current, first, _ = await crash_with_two_running(queue, reopen)
+        assert (await current.claim()).id == first.id
+        assert await current.release(first.id)
+        assert (await current.claim()).id == first.id, "suspects go first"
+        assert await current.claim() is None, "and still run alone"
+        assert [j.attempt for j in await current.jobs()] == [1, 1]
+
+    async def test_recent_lists_finished_jobs_with_what_the_review_recorded(self, queue):
+        done, failed = await running(queue, job("a" * 40, pr=1), job("b" * 40, pr=2))
+        summary = {"conclusion": "success", "findings": 2, "check_run_url": "https://github.com/o/r/runs/1",
+                   "seconds": 1.5}
+        assert await queue.record_result(done.id, summary)
+        await queue.finish(done.id, JobState.DONE)
+        await queue.finish(failed.id, JobState.FAILED, "RuntimeError: boom")
+        await queue.enqueue(job("c" * 40, pr=3))
+        newest, older = await queue.recent()
+        assert (newest.id, newest.state, newest.error, newest.summary) == (failed.id, JobState.FAILED,
+                                                                           "RuntimeError: boom", {})
+        assert (older.id, older.repo, older.pr_number, older.head_sha, older.error) == (done.id, REPO, 1, "a" * 40,
+                                                                                        None)
+        assert older.summary == summary and older.as_dict()["state"] == "done"
+        assert 0 < older.started_at <= older.finished_at <= newest.finished_at
+        assert [r.id for r in await queue.recent(limit=1)] == [failed.id]
+        assert not await queue.record_result(10_000, summary)
+
+    async def test_a_review_summary_is_a_small_json_object(self, queue):
+        stored = await queue.enqueue(job())
+        with pytest.raises(ValueError):
+            await queue.record_result(stored.id, {"conclusion": "x" * 5000})
+        with pytest.raises(ValueError):
+            await queue.record_result(stored.id, ["not", "a", "dict"])  # type: ignore[arg-type]
+        assert await queue.record_result(stored.id, {"findings": 0})
+
+    async def test_stats_count_queued_running_dead_and_pending_work(self, queue):
+        assert await queue.stats() == QueueStats(queued=0, running=0, oldest_age=None, dead_letters=0,
+                                                 deliveries_pending=0)
+        await queue.add_delivery(Delivery("x-1", "pull_request", "{}"))
+        await queue.add_delivery(Delivery("x-2", "pull_request", "{}"))
+        await queue.finish_delivery("x-1")
+        [first] = await running(queue, job("a" * 40, pr=1))
+        await queue.enqueue(job("b" * 40, pr=2))
+        stats = await queue.stats()
+        assert (stats.queued, stats.running, stats.deliveries_pending) == (1, 1, 1)
+        assert stats.oldest_age is not None and 0 <= stats.oldest_age < 60
+        assert await queue.retry(first.id, "RuntimeError: boom", delay=3600)
+        await queue.claim()
+        stats = await queue.stats()
+        assert (stats.queued, stats.running, stats.oldest_age) == (1, 1, None), "a job in its delay waits on nobody"

@@ -88,12 +88,24 @@ async def test_health_ready_metrics(make_bot):
     headers["X-Hub-Signature-256"] = "sha256=" + "1" * 64
     await bot.client.post("/webhook", data=bad_body, headers=headers)
     await bot.settle()
-    text = await (await bot.client.get("/metrics")).text()
-    assert 'infra_review_webhook_deliveries_total{event="pull_request",outcome="queued"} 1' in text
-    assert 'infra_review_webhook_deliveries_total{event="pull_request",outcome="rejected_401"} 1' in text
-    assert 'infra_review_jobs{state="done"} 1' in text
-    assert 'infra_review_github_requests_total{method="POST",status="201"}' in text
-    assert "infra_review_review_duration_seconds_count 1" in text
+    resp = await bot.client.get("/metrics")
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = scrape(await resp.text())
+    assert samples[("infra_review_webhook_deliveries_total", (("event", "pull_request"), ("outcome", "queued")))] == 1
+    assert samples[("infra_review_webhook_deliveries_total",
+                    (("event", "pull_request"), ("outcome", "rejected_401")))] == 1
+    assert samples[("infra_review_queue_jobs", (("state", "done"),))] == 1
+    assert samples[("infra_review_github_requests_total", (("endpoint", "POST /repos/{owner}/{repo}/check-runs"),
+                                                           ("method", "POST"), ("status", "201")))] == 1
+    assert samples[("infra_review_review_duration_seconds_count", ())] == 1
+
+
+def scrape(text: str) -> dict[tuple[str, tuple], float]:
+    """/metrics parsed by prometheus-client's own parser: (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 async def test_ready_fails_when_queue_unusable(make_bot):
@@ -102,3 +114,39 @@ async def test_ready_fails_when_queue_unusable(make_bot):
     resp = await bot.client.get("/ready")
     assert resp.status == 503 and "queue" in (await resp.json())["problems"][0]
     await bot.queue.open()
+
+
+async def test_a_review_s_outcome_is_kept_for_the_status_page_and_counted(make_bot):
+    """What a review returns (bot.app.outcome) is stored with its job and counted in /metrics: renders by
+    renderer and cache, findings by rule and severity, the time of each stage. A job given up shows with
+    its error."""
+    from collections import Counter
+
+    from bot.app.outcome import Outcome
+    from bot.queue.base import Job
+
+    async def review(job, gh):
+        return Outcome("failure", 2, "https://github.com/o/r/runs/9", 3.5, {"render (kustomize)": 1.5, "rules": 0.2},
+                       Counter({("kustomize", True): 3, ("helm", False): 1}),
+                       Counter({("latest-tag", "error"): 2}))
+
+    bot = await make_bot(review)
+    await bot.send("pull_request", load_payload("pull_request", "opened.payload.json"))
+    await bot.settle()
+    (record,) = await bot.queue.recent()
+    assert record.summary == {"conclusion": "failure", "findings": 2, "check_run_url": "https://github.com/o/r/runs/9",
+                              "seconds": 3.5}
+    samples = scrape(await (await bot.client.get("/metrics")).text())
+    assert samples[("infra_review_renders_total", (("cache", "hit"), ("renderer", "kustomize")))] == 3
+    assert samples[("infra_review_renders_total", (("cache", "miss"), ("renderer", "helm")))] == 1
+    assert samples[("infra_review_findings_total", (("rule", "latest-tag"), ("severity", "error")))] == 2
+    assert samples[("infra_review_review_stage_seconds_count", (("stage", "rules"),))] == 1
+    assert samples[("infra_review_queue_dead_letters", ())] == 0
+
+    job = await bot.queue.enqueue(Job(1, "o/broken", 7, "b" * 40, "opened", "d-9"))
+    claimed = await bot.queue.claim()
+    assert claimed is not None and claimed.id == job.id
+    await bot.queue.dead_letter(job.key, "GitHubBroken: 502 five times")
+    page = await (await bot.client.get("/")).text()
+    assert "o/broken" in page and "GitHubBroken: 502 five times" in page and "Codertocat/Hello-World" in page
+    assert scrape(await (await bot.client.get("/metrics")).text())[("infra_review_queue_dead_letters", ())] == 1

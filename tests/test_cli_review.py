@@ -85,7 +85,7 @@ def test_serve_runs_the_app_with_the_real_review(monkeypatch):
 
     seen = {}
 
-    def fake_serve(host, port, *, review, fail):
+    def fake_serve(host, port, *, review, fail, with_worker=True, public_url=None):
         seen.update(host=host, port=port, review=review, fail=fail)
         return 0
 

@@ -66,6 +66,15 @@ def _wait_for_ping(url: str, proc: subprocess.Popen, timeout: float = 10.0) -> N
         client.close()
 
 
+def stored_keys(redis_url: str, prefix: str) -> list[str]:
+    """The keys under `prefix`, without it."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return sorted(k.removeprefix(prefix) for k in client.scan_iter(match=f"{prefix}*"))
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     if os.environ.get("REDIS_URL"):
@@ -377,12 +386,7 @@ async def test_prune_leaves_no_index_entries_behind(queue, redis_url, prefix):
         await queue.claim()
         await queue.finish(stored.id, JobState.DONE)
     assert await queue.prune(retention=0) == 4
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        keys = sorted(k.removeprefix(prefix) for k in client.scan_iter(match=f"{prefix}*"))
-    finally:
-        client.close()
-    assert keys == ["counts", "delivery:seq", "job:seq", "schema:retention"]
+    assert stored_keys(redis_url, prefix) == ["counts", "delivery:seq", "job:seq", "schema:retention"]
 
 
 async def test_finished_work_stored_before_retention_is_indexed_once_and_pruned(instances, redis_url, prefix):
@@ -453,3 +457,38 @@ async def test_closing_stops_the_renewer_even_when_a_cancelled_command_raises_an
     q._renew = renew_turning_cancellation_into_an_error
     await asyncio.wait_for(renewing.wait(), 5)
     await asyncio.wait_for(q.close(), 5)
+
+
+async def test_only_the_claiming_replica_can_retry_release_or_give_up_a_job(instances):
+    worker, other = await instances(), await instances()
+    stored = await worker.enqueue(job())
+    await worker.claim()
+    assert not await other.release(stored.id)
+    assert not await other.retry(stored.id, "RuntimeError: boom", 0)
+    assert not await other.dead_letter(stored.id, "RuntimeError: boom")
+    assert await worker.state(stored.id) is JobState.RUNNING
+    assert await worker.release(stored.id) and stored.id not in worker._held_jobs
+
+
+async def test_retries_and_dead_letters_leave_no_index_entries_behind(queue, redis_url, prefix):
+    retried, given_up = [await queue.enqueue(job(f"{n:040x}", pr=n)) for n in (1, 2)]
+    await queue.claim()
+    await queue.claim()
+    assert await queue.retry(retried.id, "RuntimeError: boom", delay=3600)
+    assert await queue.dead_letter(given_up.id, "RuntimeError: boom")
+    assert await queue.cancel_pr(REPO, 1) == 1, "a PR closed while its job waits to retry"
+    assert await queue.prune(retention=0) == 2
+    assert stored_keys(redis_url, prefix) == ["counts", "job:seq", "schema:retention"]
+
+
+async def test_jobs_stored_before_retries_read_as_never_failed_or_claimed(queue, redis_url, prefix):
+    stored = await queue.enqueue(job())
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        client.hdel(f"{prefix}job:{stored.id}", "failures", "claims", "ready_at")
+    finally:
+        client.close()
+    [old] = await queue.jobs()
+    assert (old.failures, old.claims) == (0, 0)
+    assert (await queue.stats()).oldest_age is not None, "waiting since it was created"
+    assert (await queue.claim()).claims == 1

@@ -82,3 +82,58 @@ async def test_a_store_from_the_first_release_is_migrated_and_prunable(tmp_path)
         assert (await q.claim()).pr_number == 2
     finally:
         await q.close()
+
+
+async def test_a_store_from_the_release_before_retries_gains_their_columns(tmp_path):
+    """Opened by this release, a store of the previous one (crash suspects, no retries) keeps its work:
+    a queued job is ready and waiting since it was created, a job that ran before counts as claimed."""
+    import sqlite3
+
+    path = tmp_path / "previous.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE_SCHEMA)
+        db.execute("ALTER TABLE jobs ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0")
+        db.execute("INSERT INTO jobs (installation_id, repo, pr_number, head_sha, reason, delivery_id, state,"
+                   " created_at) VALUES (1, 'o/r', 3, 'cccc', 'pull_request.opened', 'x-2', 'queued', 1.0)")
+    q = SqliteQueue(path)
+    await q.open()
+    try:
+        assert await q.recover() == 1
+        stats = await q.stats()
+        assert (stats.queued, stats.running, stats.dead_letters) == (2, 0, 0) and stats.oldest_age > 1e9
+        resumed = await q.claim()
+        assert (resumed.pr_number, resumed.claims, resumed.failures, resumed.resumed) == (2, 2, 0, True)
+        assert await q.retry(resumed.id, "RuntimeError: boom", delay=3600)
+        fresh = await q.claim()
+        assert (fresh.pr_number, fresh.claims) == (3, 1)
+        assert await q.dead_letter(fresh.id, "RuntimeError: boom")
+        assert [d.job.pr_number for d in await q.dead_letters()] == [3]
+        assert await q.record_result(fresh.id, {"conclusion": "failure"})
+        assert [(r.pr_number, r.summary) for r in await q.recent(limit=1)] == [(3, {"conclusion": "failure"})]
+    finally:
+        await q.close()
+
+
+async def test_one_process_at_a_time_runs_workers_on_a_store(tmp_path, monkeypatch):
+    """The second recover() waits until the first process is gone (a rolling restart's old process drains),
+    instead of taking that process's running jobs for a dead one's."""
+    import asyncio
+
+    import bot.queue.sqlite as sqlite_queue
+
+    monkeypatch.setattr(sqlite_queue, "LOCK_POLL", 0.02)
+    first, second = SqliteQueue(tmp_path / "q.sqlite3"), SqliteQueue(tmp_path / "q.sqlite3")
+    await first.open()
+    await second.open()
+    try:
+        await first.enqueue(job())
+        await first.recover()
+        await first.claim()
+        waiting = asyncio.create_task(second.recover())
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await first.close()
+        assert await asyncio.wait_for(waiting, 5) == 1
+    finally:
+        await first.close()
+        await second.close()

@@ -11,6 +11,7 @@ import tarfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,9 @@ async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, exa
     text = updates[0].body["output"]["text"]
     assert "<details><summary>production · overlays/production · Deployment/worker: replicas 3 → 1" in text
     assert "fake-staging-pw-0000" not in text and "DB_PASSWORD" in text, "the secret's value is masked"
+    (kept,) = await bot.queue.recent()
+    assert kept.summary["conclusion"] == "failure" and kept.summary["findings"] >= 9
+    assert kept.summary["check_run_url"] == run_url(fakegh) is not None and kept.summary["seconds"] > 0
     [run] = fakegh.check_runs.values()
     assert run["status"] == "completed"
     annotated = {(a["path"], a["annotation_level"]) for a in fakegh.annotations[run["id"]]}
@@ -401,3 +405,9 @@ async def test_markers_in_comments_the_app_did_not_write_count_for_nothing(make_
     await bot.send("check_run", again)
     await bot.settle(timeout=60)
     assert len(fakegh.calls("pulls/create-review")) == 1, "its own comments do count: nothing said twice"
+
+
+def run_url(fakegh: Any) -> str | None:
+    """The html_url GitHub gave the (one) check run."""
+    (run,) = fakegh.check_runs.values()
+    return fakegh._check_run_json(run).get("html_url")

@@ -95,8 +95,8 @@ async def test_unsigned_requests_cannot_grow_the_metric_series(make_bot):
     await bot.client.post("/webhook", data=body, headers=headers)
     text = await (await bot.client.get("/metrics")).text()
     series = [line for line in text.splitlines() if line.startswith("infra_review_webhook_deliveries_total{")]
-    assert series == ['infra_review_webhook_deliveries_total{event="other",outcome="rejected_401"} 300',
-                      'infra_review_webhook_deliveries_total{event="pull_request",outcome="rejected_401"} 1']
+    assert series == ['infra_review_webhook_deliveries_total{event="other",outcome="rejected_401"} 300.0',
+                      'infra_review_webhook_deliveries_total{event="pull_request",outcome="rejected_401"} 1.0']
     assert "bogus" not in text
 
 
@@ -107,10 +107,22 @@ def test_review_duration_histogram_is_cumulative_counts():
     for seconds in (0.5, 3, 3, 1000):
         metrics.observe_review(seconds)
     text = metrics.render()
-    buckets = dict(re.findall(r'infra_review_review_duration_seconds_bucket\{le="([^"]+)"\} (\d+)', text))
-    assert (buckets["0.5"], buckets["2"], buckets["5"], buckets["600"], buckets["+Inf"]) == ("1", "1", "3", "3", "4")
+    buckets = dict(re.findall(r'infra_review_review_duration_seconds_bucket\{le="([^"]+)"\} ([\d.]+)', text))
+    assert [float(buckets[b]) for b in ("0.5", "2.0", "5.0", "600.0", "+Inf")] == [1, 1, 3, 3, 4]
     assert "infra_review_review_duration_seconds_sum 1006.5" in text
-    assert "infra_review_review_duration_seconds_count 4" in text
+    assert "infra_review_review_duration_seconds_count 4.0" in text
+
+
+def test_github_endpoints_are_bounded_labels():
+    from bot.app.metrics import endpoint
+
+    assert endpoint("post", "https://api.github.com/repos/octo/hello-world/check-runs/1234") == (
+        "POST /repos/{owner}/{repo}/check-runs/{n}")
+    assert endpoint("GET", "https://api.github.com/repos/a/b/tarball/" + "ab12" * 10) == (
+        "GET /repos/{owner}/{repo}/tarball/{sha}")
+    assert endpoint("GET", "/repos/a/b/contents/.github/infra-review.yml?ref=main") == (
+        "GET /repos/{owner}/{repo}/contents/{x}/{x}")
+    assert endpoint("POST", "/app/installations/99/access_tokens") == "POST /app/installations/{n}/access_tokens"
 
 
 def test_only_the_apps_bot_user_owns_fingerprint_markers():

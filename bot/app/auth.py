@@ -58,6 +58,9 @@ class TokenCache:
     def invalidate(self, installation_id: int) -> None:
         self._tokens.pop(installation_id, None)
 
+    def clear(self) -> None:
+        self._tokens.clear()
+
     def __contains__(self, installation_id: int) -> bool:
         return self.get(installation_id) is not None
 

@@ -20,7 +20,7 @@ import gidgethub.aiohttp
 from gidgethub import sansio
 
 from .auth import TokenCache, app_jwt, parse_expires_at
-from .metrics import Metrics
+from .metrics import Metrics, endpoint
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +148,16 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 status, resp_headers, data = await self._once(method, url, headers, body, max_bytes)
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 failures += 1
-                self.metrics.inc("infra_review_github_requests_total", method=method, status="error")
+                self.metrics.inc("infra_review_github_requests_total", method=method, endpoint=endpoint(method, url),
+                                 status="error")
                 if failures >= self.policy.attempts:
                     raise
                 log.warning("%s %s failed (%s); retry %d", method, _path(url), type(exc).__name__, failures)
                 await self.sleep(self.policy.delay(failures))
                 continue
-            self.metrics.inc("infra_review_github_requests_total", method=method, status=str(status))
+            self.metrics.inc("infra_review_github_requests_total", method=method, endpoint=endpoint(method, url),
+                             status=str(status))
+            self.metrics.saw_rate_limit(self.installation_id, resp_headers)
             self._throttle.after(resp_headers)
             if status == 401 and not refreshed and not caller_auth:
                 log.info("401 from %s; refreshing the token once", _path(url))
@@ -236,6 +239,11 @@ class GitHubApp:
 
     def jwt(self) -> str:
         return app_jwt(self.app_id, self._private_key, now=self._clock())
+
+    def use_credentials(self, app_id: int, private_key: str) -> None:
+        """The App's credentials from now on (the setup page registered it while the service ran)."""
+        self.app_id, self._private_key = app_id, private_key
+        self.tokens.clear()
 
     def app_client(self) -> GitHubClient:
         """A client authenticated as the App itself (JWT), for /app endpoints."""

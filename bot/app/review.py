@@ -16,6 +16,8 @@ import asyncio
 import functools
 import logging
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -31,8 +33,10 @@ from bot.publish import github as payloads
 from bot.publish.report import Report
 from bot.queue.base import Job
 from bot.review.anchors import DiffIndex, from_pr_files
+from bot.review.progress import Progress
 from rules import all_rules
 
+from .outcome import Outcome
 from .source import (
     CONFIG_PATH,
     ArchiveRejected,
@@ -170,7 +174,7 @@ class Reviewer:
         return None
 
     async def _start(self, job: Job, gh: Any) -> int:
-        run_id = await self._open_run(job, gh) if job.attempt > 1 else None
+        run_id = await self._open_run(job, gh) if job.resumed else None
         if run_id is None:
             created = await gh.post(_CHECK_RUNS, _vars(job), data=payloads.check_run_create(job.head_sha, job.pr_number))
             run_id = int(created["id"])
@@ -186,24 +190,28 @@ class Reviewer:
 
     # ---- the review
 
-    async def review(self, job: Job, gh: Any) -> None:
+    async def review(self, job: Job, gh: Any) -> Outcome:
+        started = time.monotonic()
         run_id = await self._start(job, gh)
-        await self._review(job, gh, run_id)
+        run, report, progress = await self._review(job, gh, run_id)
         # Kept when the review raises or is cancelled: `fail` needs the run and whether it completed.
         self._runs.pop(self._key(job), None)
         self._completed.discard(run_id)
+        found = [f for f in report.findings if not f.suppressed] if report else []
+        return Outcome(str(run.get("conclusion") or ""), len(found), run.get("html_url"),
+                       time.monotonic() - started, dict(progress.timings) if progress else {},
+                       progress.renders if progress else Counter(), Counter((f.rule, f.severity) for f in found))
 
-    async def _review(self, job: Job, gh: Any, run_id: int) -> None:
+    async def _review(self, job: Job, gh: Any, run_id: int) -> tuple[dict[str, Any], Report | None, Progress | None]:
+        """The review; returns the completed check run, and the report and its progress when it ran."""
         pr = await gh.getitem(_PULL, _vars(job, pull_number=job.pr_number))
         if pr["head"]["sha"] != job.head_sha or pr.get("state") != "open":
             by = pr["head"]["sha"] if pr.get("state") == "open" else None
-            await self._complete(job, gh, run_id, superseded_body(job, by))
-            return
+            return await self._complete(job, gh, run_id, superseded_body(job, by)), None, None
         try:
             config = parse_config(await read_repo_config(gh, job.repo), all_rules())
         except ConfigError as exc:
-            await self._complete(job, gh, run_id, config_error_body(job, exc))
-            return
+            return await self._complete(job, gh, run_id, config_error_body(job, exc)), None, None
         changed = await list_changed_files(gh, job.repo, job.pr_number)
         base_sha = await merge_base(gh, job.repo, pr["base"]["sha"], job.head_sha)
         diff = from_pr_files(asdict(f) for f in changed.files)
@@ -212,20 +220,20 @@ class Reviewer:
             try:
                 await fetch_trees(gh, job.repo, ((job.head_sha, head), (base_sha, base)), self.limits)
             except ArchiveRejected as exc:
-                await self._complete(job, gh, run_id, archive_error_body(job, exc))
-                return
+                return await self._complete(job, gh, run_id, archive_error_body(job, exc)), None, None
+            progress = Progress()
             report, spans = await in_thread(_check, head, base, config,
-                                            None if changed.everything else changed.paths)
+                                            None if changed.everything else changed.paths, progress)
         report.head_sha = job.head_sha
         if not await self.is_current(job, gh):
             log.info("%s#%s: %s is no longer the head; results not published", job.repo, job.pr_number,
                      job.head_sha[:12])
-            await self._complete(job, gh, run_id, await stopped_body(job, gh))
-            return
-        await self._publish(job, gh, run_id, report, diff, config, spans)
+            return await self._complete(job, gh, run_id, await stopped_body(job, gh)), None, progress
+        return await self._publish(job, gh, run_id, report, diff, config, spans), report, progress
 
     async def _publish(self, job: Job, gh: Any, run_id: int, report: Report, diff: DiffIndex, config: Config,
-                       spans: dict[int, tuple[int, int]]) -> None:
+                       spans: dict[int, tuple[int, int]]) -> dict[str, Any]:
+        """Check run, review and stale comments; returns the completed check run."""
         run: dict[str, Any] = {}
         for body in payloads.check_run_complete(report, job.pr_number, fail_on=config.fail_on):
             run = await self._complete(job, gh, run_id, body)
@@ -238,6 +246,7 @@ class Reviewer:
         current = {f.fingerprint for f in report.findings if not f.suppressed}
         for comment_id in payloads.stale_comments(existing, current, author):
             await gh.delete(_REVIEW_COMMENT, _vars(job, comment_id=comment_id))
+        return run
 
     async def _comments(self, job: Job, gh: Any, author: str | None) -> list[dict[str, Any]]:
         """The PR's review comments; none when we cannot tell which are ours (then nothing is skipped
@@ -299,23 +308,23 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _check(head: Path, base: Path, config: Config, changed: frozenset[str] | None,
+def _check(head: Path, base: Path, config: Config, changed: frozenset[str] | None, progress: Progress,
            deadline: Deadline) -> tuple[Report, dict[int, tuple[int, int]]]:
     """Blocking part of a review (rendering, rules, spans), run in a worker thread."""
     from bot.review.pipeline import run_check
     from bot.review.spans import object_spans
 
     report = run_check(head, base, config, changed=changed, affected_only=changed is not None, deadline=deadline,
-                       diff=True)
+                       diff=True, progress=progress)
     return report, object_spans(head, [f for f in report.findings if f.new])
 
 
 _DEFAULT = Reviewer()
 
 
-async def review(job: Job, gh: Any) -> None:
+async def review(job: Job, gh: Any) -> Outcome:
     """The worker's `review(job, gh)`."""
-    await _DEFAULT.review(job, gh)
+    return await _DEFAULT.review(job, gh)
 
 
 async def fail(job: Job, gh: Any, exc: BaseException) -> None:

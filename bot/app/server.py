@@ -1,21 +1,34 @@
-"""The aiohttp application: webhook intake, health, readiness, metrics; the worker runs alongside."""
+"""The aiohttp application: webhook intake, health, readiness, metrics, the operators' status page,
+and — while the App has no credentials — the first-run setup page; the worker runs alongside.
+
+Without credentials (setup mode) the service refuses webhooks (a signature checked against an empty
+secret proves nothing) and serves the App-manifest flow at `/` (bot.app.setup); once GitHub hands the
+credentials over they are stored and taken into use in place, and the setup routes answer 404 from
+then on.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
+from html import escape
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from gidgethub.routing import Router
 
+from .. import __version__
 from ..queue.base import Delivery, Queue
+from . import pages, setup
 from .auth import TokenCache
 from .client import DEFAULT_POLICY, GitHubApp, RetryPolicy, Sleep
 from .context import AppContext
 from .handlers import EVENTS, build_router
-from .metrics import Metrics, bounded
+from .manifest import app_manifest
+from .metrics import CONTENT_TYPE, Metrics, bounded
 from .settings import Settings, check_private_key
 from .webhooks import WebhookRejected, body_text, check_size, parse_event
 from .worker import FailFn, ReviewFn, Worker
@@ -25,6 +38,13 @@ log = logging.getLogger(__name__)
 CTX = web.AppKey("ctx", AppContext)
 WORKER = web.AppKey("worker", Worker)
 GITHUB = web.AppKey("github", GitHubApp)
+PENDING = web.AppKey("pending", dict)  # state -> Registration, while in setup mode
+VERSIONS = web.AppKey("versions", dict)
+MAX_PENDING = 20
+NOT_SET_UP = "infra-review is not set up yet: open its / page to register the GitHub App"
+HTML = "text/html"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action *"}
 
 
 def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: FailFn,
@@ -34,7 +54,7 @@ def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: Fail
     """`github_factory(installation_id)` defaults to a GitHubApp on settings.api_url with one session."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     metrics = Metrics()
-    github = GitHubApp(app_id=settings.app_id, private_key=settings.private_key, base_url=settings.api_url,
+    github = GitHubApp(app_id=settings.app_id or 0, private_key=settings.private_key, base_url=settings.api_url,
                        sleep=sleep, mutation_interval=settings.mutation_interval, policy=policy,
                        metrics=metrics)
     ctx = AppContext(queue=queue, settings=settings, tokens=github.tokens, metrics=metrics)
@@ -44,15 +64,14 @@ def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: Fail
                     prune_interval=prune_interval)
     ctx.wake = worker.wake
     app[CTX], app[WORKER], app[GITHUB] = ctx, worker, github
+    app[PENDING], app[VERSIONS] = {}, {}
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await queue.open()
-        resumed = await queue.recover()
-        if resumed:
-            log.info("resuming %d unfinished job(s)", resumed)
-        await worker.start()
+        if ctx.settings.configured:
+            await worker.start()
         yield
-        await worker.stop()
+        await worker.drain(ctx.settings.drain_grace)
         await github.close()
         await queue.close()
 
@@ -61,7 +80,104 @@ def create_app(settings: Settings, *, queue: Queue, review: ReviewFn, fail: Fail
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/", _home)
+    app.router.add_get("/setup/callback", _setup_callback)
     return app
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type=HTML, headers=SECURITY_HEADERS)
+
+
+async def _home(request: web.Request) -> web.Response:
+    """Setup mode: the setup page. Configured: the status page (unless STATUS_PAGE is off)."""
+    ctx = request.app[CTX]
+    if not ctx.settings.configured:
+        return _setup_page(request)
+    if not ctx.settings.status_page:
+        raise web.HTTPNotFound()
+    return _html(pages.status_page(await _status(request.app)))
+
+
+def _setup_page(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    public = ctx.settings.public_url or f"{request.scheme}://{request.host}"
+    org = request.query.get("org") or None
+    if org is not None and not org.replace("-", "").isalnum():
+        raise web.HTTPBadRequest(text="an organisation name is letters, digits and hyphens")
+    registration = setup.Registration.start()
+    pending = request.app[PENDING]
+    pending[registration.state] = registration
+    while len(pending) > MAX_PENDING:
+        pending.pop(next(iter(pending)))
+    action = setup.form_action(ctx.settings.api_url, registration.state, org)
+    return _html(pages.setup_page(action, app_manifest(public), org))
+
+
+async def _setup_callback(request: web.Request) -> web.Response:
+    """GitHub's redirect after the App was created: exchange the code, store the credentials, use them."""
+    app = request.app
+    ctx = app[CTX]
+    if ctx.settings.configured:
+        raise web.HTTPNotFound()
+    state = request.query.get("state")
+    if app[PENDING].pop(state or "", None) is None:
+        return _html(pages.page("Setup", "<h1>This link is not from this setup page</h1><p>Start again from "
+                                         "<a href='/'>the setup page</a>.</p>"), status=400)
+    try:
+        created = await setup.convert(app[GITHUB].session, ctx.settings.api_url, request.query.get("code", ""))
+    except setup.SetupFailed as exc:
+        return _html(pages.page("Setup failed", f"<h1>Setup failed</h1><p>{escape(str(exc))}</p>"), status=502)
+    values = setup.credentials(created)
+    stored, shown = ctx.settings.env_file, None
+    try:
+        setup.write_env_file(Path(stored), values)
+    except OSError as exc:
+        log.warning("the credentials could not be written to %s (%s); shown once on the page instead",
+                    stored, exc.strerror or type(exc).__name__)
+        shown = setup.secret_manifest(values)
+    await configure(app, dataclasses.replace(ctx.settings, app_id=int(created["id"]), private_key=created["pem"],
+                                             webhook_secret=created["webhook_secret"], app_slug=created["slug"]))
+    log.info("the GitHub App %s (id %s) is registered; reviewing from now on", created["slug"], created["id"])
+    return _html(pages.registered_page(created["slug"], created["html_url"], stored, shown))
+
+
+async def configure(app: web.Application, settings: Settings) -> None:
+    """Take new App credentials into use without a restart: the GitHub client signs with them, the
+    webhook checks against the new secret, and the worker starts."""
+    check_private_key(settings.private_key)
+    app[GITHUB].use_credentials(int(settings.app_id or 0), settings.private_key)
+    app[CTX].settings = settings
+    await app[WORKER].start()
+
+
+async def _versions(app: web.Application) -> dict[str, str]:
+    """The renderers' versions, found once (finding Helm's engine loads its library)."""
+    if not app[VERSIONS]:
+        from ..render.helm import HelmMissing, find_helm
+        from ..render.kustomize import RendererMissing, find_kustomize
+
+        def find() -> dict[str, str]:
+            try:
+                kustomize = find_kustomize().version
+            except RendererMissing:
+                kustomize = "not found"
+            try:
+                helm = find_helm().version
+            except HelmMissing:
+                helm = "not found"
+            return {"kustomize": kustomize, "helm": helm}
+
+        app[VERSIONS].update(await asyncio.to_thread(find))
+    return app[VERSIONS]
+
+
+async def _status(app: web.Application) -> pages.Status:
+    queue = app[CTX].queue
+    stats, versions = await queue.stats(), await _versions(app)
+    return pages.Status(__version__, versions["kustomize"], versions["helm"], stats.queued, stats.running,
+                        stats.oldest_age, stats.dead_letters, [r.as_dict() for r in await queue.recent(50)],
+                        [d.as_dict() for d in await queue.dead_letters(50)])
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -81,6 +197,9 @@ def _webhook(router: Router) -> Callable[[web.Request], Any]:
         ctx = request.app[CTX]
         # The header is unauthenticated until the signature is checked: only known names become labels.
         label = bounded(request.headers.get("x-github-event"), EVENTS)
+        if not ctx.settings.configured:
+            ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome="not_set_up")
+            return web.json_response({"error": NOT_SET_UP}, status=503)
         try:
             body = await read_body(request, ctx.settings.max_body_bytes)
             event = parse_event(request.headers, body, secret=ctx.settings.webhook_secret,
@@ -108,6 +227,8 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _ready(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    if not ctx.settings.configured:
+        return web.json_response({"status": "not ready", "problems": [NOT_SET_UP]}, status=503)
     problems = []
     try:
         await ctx.queue.ping()
@@ -125,10 +246,10 @@ async def _ready(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    counts = await ctx.queue.counts()
-    gauges = {"infra_review_jobs": {(("state", state),): n for state, n in counts.items()}}
-    return web.Response(text=ctx.metrics.render(gauges), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    stats = await ctx.queue.stats()
+    ctx.metrics.set_queue(await ctx.queue.counts(), stats.oldest_age, stats.dead_letters, stats.deliveries_pending)
+    return web.Response(body=ctx.metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE,
+                                                                     "X-Content-Type-Options": "nosniff"})
 
 
 def token_cache(app: web.Application) -> TokenCache:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .base import Delivery, Job, JobState, Queue
+from .base import DeadLetter, Delivery, Job, JobRecord, JobState, Queue, QueueStats
 
 
 def open_queue(url: str) -> Queue:
@@ -26,4 +26,4 @@ def open_queue(url: str) -> Queue:
     raise ValueError(f"unsupported QUEUE_URL scheme: {url.split(':', 1)[0]}")
 
 
-__all__ = ["Delivery", "Job", "JobState", "Queue", "open_queue"]
+__all__ = ["DeadLetter", "Delivery", "Job", "JobRecord", "JobState", "Queue", "QueueStats", "open_queue"]

@@ -16,7 +16,9 @@ Several processes differ from one SQLite process in two ways, and both are handl
   Handling them in parallel could let an older push's job supersede a newer one's.
 
 Finished jobs and deliveries are indexed by finish time (`jobs:finished`, `deliveries:finished`), so
-`prune()` finds what is past retention without scanning.
+`prune()` finds what is past retention without scanning, and `recent()` reads the newest first. A job
+in its retry delay is queued but kept out of the `queued` index, in `delayed` (scored by when it is
+ready), until a claim finds it due; dead letters are indexed by when they were given up (`dead`).
 
 Keys all start with `prefix`. Scripts build key names at run time, so this needs a standalone
 Redis (or a primary with replicas); for Redis Cluster put a hash tag in the prefix, e.g.
@@ -34,7 +36,17 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from .base import LIVE_STATES, Delivery, Job, JobState, Queue
+from .base import (
+    LIVE_STATES,
+    RECORD_FIELDS,
+    DeadLetter,
+    Delivery,
+    Job,
+    JobRecord,
+    JobState,
+    Queue,
+    QueueStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +55,7 @@ DEFAULT_LEASE = 30.0
 PRUNE_BATCH = 500
 COMMAND_TIMEOUT = 10.0  # seconds any one Redis command (or connecting) may take
 JOB_FIELDS = ("id", "installation_id", "repo", "pr_number", "head_sha", "reason", "delivery_id", "attempt",
-              "state")
+              "state", "failures", "claims")
 
 # Shared helpers prepended to every script. ARGV[1] is always the key prefix.
 LIB = """
@@ -64,6 +76,7 @@ local function move(id, from, to, deadline)
   redis.call('HINCRBY', P .. 'counts', to, 1)
   if from == 'queued' then
     redis.call('ZREM', P .. 'queued', id)
+    redis.call('ZREM', P .. 'delayed', id)
     redis.call('ZREM', P .. 'suspects', id)
   end
   if from == 'running' then
@@ -104,7 +117,7 @@ local function reap(t)
     for _, id in ipairs(ids) do
       move(id, 'running', 'queued')
       if #ids == 1 then redis.call('HINCRBY', jkey(id), 'attempt', 1) end
-      redis.call('HSET', jkey(id), 'suspect', 1)
+      redis.call('HSET', jkey(id), 'suspect', 1, 'ready_at', t)
       redis.call('HDEL', jkey(id), 'started_at')
       redis.call('ZADD', P .. 'suspects', id, id)
       n = n + 1
@@ -114,7 +127,12 @@ local function reap(t)
 end
 local function job_row(id)
   return redis.call('HMGET', jkey(id), 'id', 'installation_id', 'repo', 'pr_number', 'head_sha', 'reason',
-                    'delivery_id', 'attempt', 'state')
+                    'delivery_id', 'attempt', 'state', 'failures', 'claims')
+end
+-- Whether `owner` holds job `id` running: only then may it end or hand back the job.
+local function holds(id, owner)
+  local f = redis.call('HMGET', jkey(id), 'state', 'owner')
+  return f[1] == 'running' and f[2] == owner
 end
 """
 
@@ -155,7 +173,7 @@ redis.call('ZADD', P .. 'deliveries:finished', now(), ARGV[2])
 return 1
 """
 
-# ARGV: prefix, installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt
+# ARGV: prefix, installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt, failures
 ENQUEUE = LIB + """
 local repo, pr, sha = ARGV[3], ARGV[4], ARGV[5]
 local pk = prkey(repo, pr)
@@ -171,7 +189,7 @@ end
 local id = redis.call('INCR', P .. 'job:seq')
 redis.call('HSET', jkey(id), 'id', id, 'installation_id', ARGV[2], 'repo', repo, 'pr_number', pr,
            'head_sha', sha, 'reason', ARGV[6], 'delivery_id', ARGV[7], 'attempt', ARGV[8], 'state', 'queued',
-           'created_at', t)
+           'created_at', t, 'ready_at', t, 'failures', ARGV[9], 'claims', 0)
 redis.call('HINCRBY', P .. 'counts', 'queued', 1)
 redis.call('ZADD', P .. 'queued', id, id)
 redis.call('SADD', pk .. ':live', id)
@@ -198,6 +216,10 @@ return n
 CLAIM = LIB + """
 local t = now()
 reap(t)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', t)) do
+  redis.call('ZREM', P .. 'delayed', id)
+  redis.call('ZADD', P .. 'queued', id, id)
+end
 local blocked = {}
 local function pr_busy(id)
   local f = redis.call('HMGET', jkey(id), 'repo', 'pr_number')
@@ -213,6 +235,7 @@ end
 local function start(id)
   move(id, 'queued', 'running', t + tonumber(ARGV[3]))
   redis.call('HSET', jkey(id), 'owner', ARGV[2], 'started_at', t)
+  redis.call('HINCRBY', jkey(id), 'claims', 1)
   return job_row(id)
 end
 local mine = held({[ARGV[2]] = true})[ARGV[2]] or {}
@@ -233,11 +256,70 @@ return nil
 # ARGV: prefix, owner, job id, final state, error ('' for none)
 FINISH = LIB + """
 local jk = jkey(ARGV[3])
-local f = redis.call('HMGET', jk, 'state', 'owner')
-if f[1] ~= 'running' or f[2] ~= ARGV[2] then return 0 end
+if not holds(ARGV[3], ARGV[2]) then return 0 end
 move(ARGV[3], 'running', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', jk, 'error', ARGV[5]) else redis.call('HDEL', jk, 'error') end
 return 1
+"""
+
+# ARGV: prefix, owner, job id, error, delay seconds
+RETRY = LIB + """
+local id, jk = ARGV[3], jkey(ARGV[3])
+if not holds(id, ARGV[2]) then return 0 end
+move(id, 'running', 'queued')
+local ready = now() + tonumber(ARGV[5])
+redis.call('ZREM', P .. 'queued', id)
+redis.call('ZADD', P .. 'delayed', ready, id)
+redis.call('HINCRBY', jk, 'failures', 1)
+redis.call('HSET', jk, 'error', ARGV[4], 'ready_at', ready, 'suspect', 0)
+redis.call('HDEL', jk, 'started_at')
+return 1
+"""
+
+# ARGV: prefix, owner, job id
+RELEASE = LIB + """
+local id, jk = ARGV[3], jkey(ARGV[3])
+if not holds(id, ARGV[2]) then return 0 end
+move(id, 'running', 'queued')
+redis.call('HSET', jk, 'ready_at', now())
+redis.call('HDEL', jk, 'started_at')
+if redis.call('HGET', jk, 'suspect') == '1' then redis.call('ZADD', P .. 'suspects', id, id) end
+return 1
+"""
+
+# ARGV: prefix, owner, job id, error
+DEAD_LETTER = LIB + """
+local id, jk = ARGV[3], jkey(ARGV[3])
+if not holds(id, ARGV[2]) then return 0 end
+move(id, 'running', 'failed')
+local t = redis.call('HGET', jk, 'finished_at')
+redis.call('HINCRBY', jk, 'failures', 1)
+redis.call('HSET', jk, 'error', ARGV[4], 'dead_at', t)
+redis.call('ZADD', P .. 'dead', t, id)
+return 1
+"""
+
+# ARGV: prefix, job id, summary (JSON)
+RECORD_RESULT = LIB + """
+if redis.call('EXISTS', jkey(ARGV[2])) == 0 then return 0 end
+redis.call('HSET', jkey(ARGV[2]), 'summary', ARGV[3])
+return 1
+"""
+
+# Returns queued, running, seconds the longest-waiting ready job has waited ('' for none), dead letters,
+# pending deliveries. Due jobs still in `delayed` (no claim has run since) are waiting too.
+STATS = LIB + """
+local t = now()
+local since = nil
+local function saw(ready) if ready and (since == nil or ready < since) then since = ready end end
+for _, id in ipairs(redis.call('ZRANGE', P .. 'queued', 0, -1)) do
+  local f = redis.call('HMGET', jkey(id), 'ready_at', 'created_at')
+  saw(tonumber(f[1] or f[2]))
+end
+saw(tonumber(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', t, 'WITHSCORES', 'LIMIT', 0, 1)[2]))
+local c = redis.call('HMGET', P .. 'counts', 'queued', 'running')
+return {c[1] or '0', c[2] or '0', since and tostring(t - since) or '', redis.call('ZCARD', P .. 'dead'),
+        redis.call('ZCARD', P .. 'deliveries:pending')}
 """
 
 RECOVER = LIB + """
@@ -282,6 +364,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'jobs:finished', '-inf', cu
     redis.call('DEL', jkey(id))
     redis.call('ZREM', P .. 'jobs', id)
     redis.call('ZREM', P .. 'repo:' .. f[1], id)
+    redis.call('ZREM', P .. 'dead', id)
     redis.call('ZREM', prkey(f[1], f[2]) .. ':all', id)
     redis.call('HINCRBY', P .. 'counts', f[3], -1)
     n = n + 1
@@ -320,9 +403,14 @@ return lost
 
 
 def _job(row: list[Any]) -> Job:
-    id_, inst, repo, pr, sha, reason, delivery, attempt, state = row
+    """Counters a store from an older release does not hold read as 0."""
+    id_, inst, repo, pr, sha, reason, delivery, attempt, state, failures, claims = row
     return Job(installation_id=int(inst), repo=repo, pr_number=int(pr), head_sha=sha, reason=reason,
-               delivery_id=delivery, attempt=int(attempt), id=int(id_), state=JobState(state))
+               delivery_id=delivery, attempt=int(attempt), id=int(id_), state=JobState(state),
+               failures=int(failures or 0), claims=int(claims or 0))
+
+
+
 
 
 class RedisQueue(Queue):
@@ -434,8 +522,8 @@ class RedisQueue(Queue):
 
     async def enqueue(self, job: Job) -> Job:
         job_id = await self._run("enqueue", job.installation_id, job.repo, job.pr_number, job.head_sha,
-                                 job.reason, job.delivery_id, job.attempt)
-        return replace(job, id=int(job_id), state=JobState.QUEUED)
+                                 job.reason, job.delivery_id, job.attempt, job.failures)
+        return replace(job, id=int(job_id), state=JobState.QUEUED, claims=0)
 
     async def cancel_pr(self, repo: str, pr_number: int) -> int:
         return int(await self._run("cancel_pr", repo, pr_number))
@@ -463,8 +551,40 @@ class RedisQueue(Queue):
         """Also False when the job is running under another claim: this one's lease ran out."""
         if state in LIVE_STATES:
             raise ValueError(f"finish needs a final state, not {state.value}")
+        return await self._leave("finish", job_id, JobState(state).value, error or "")
+
+    async def retry(self, job_id: int, error: str, delay: float) -> bool:
+        return await self._leave("retry", job_id, error, max(delay, 0.0))
+
+    async def release(self, job_id: int) -> bool:
+        return await self._leave("release", job_id)
+
+    async def dead_letter(self, job_id: int, error: str) -> bool:
+        return await self._leave("dead_letter", job_id, error)
+
+    async def _leave(self, script: str, job_id: int, *args: Any) -> bool:
+        """Run a script that ends this owner's claim on a running job; held or not, it is no longer ours."""
         self._held_jobs.discard(job_id)
-        return await self._run("finish", self.owner, job_id, JobState(state).value, error or "") == 1
+        return await self._run(script, self.owner, job_id, *args) == 1
+
+    async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
+        entries = cast(list[tuple[str, float]],
+                       await self.redis.zrevrange(f"{self.prefix}dead", 0, limit - 1, withscores=True))
+        rows = await self._fields([id_ for id_, _ in entries], (*JOB_FIELDS, "error"))
+        return [DeadLetter.of(_job(row[:-1]), row[-1], at) for (_, at), row in zip(entries, rows, strict=True)
+                if row[0] is not None]
+
+    async def _store_summary(self, job_id: int, text: str) -> bool:
+        return await self._run("record_result", job_id, text) == 1
+
+    async def recent(self, limit: int = 50) -> list[JobRecord]:
+        ids = cast(list[str], await self.redis.zrevrange(f"{self.prefix}jobs:finished", 0, limit - 1))
+        return [JobRecord.stored(*row) for row in await self._fields(ids, RECORD_FIELDS) if row[0] is not None]
+
+    async def stats(self) -> QueueStats:
+        queued, running, waited, dead, pending = await self._run("stats")
+        return QueueStats(queued=int(queued), running=int(running), oldest_age=float(waited) if waited else None,
+                          dead_letters=int(dead), deliveries_pending=int(pending))
 
     async def recover(self) -> int:
         return int(await self._run("recover"))
@@ -492,13 +612,16 @@ class RedisQueue(Queue):
 
     async def _rows(self, ids: list[str]) -> list[Job]:
         """The jobs still stored among `ids` (one may be pruned between listing and reading)."""
+        return [_job(row) for row in await self._fields(ids, JOB_FIELDS) if row[0] is not None]
+
+    async def _fields(self, ids: list[str], fields: tuple[str, ...]) -> list[list[Any]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for id_ in ids:
-                pipe.hmget(f"{self.prefix}job:{id_}", *JOB_FIELDS)
-            rows = await pipe.execute()
-        return [_job(row) for row in rows if row[0] is not None]
+                pipe.hmget(f"{self.prefix}job:{id_}", *fields)
+            return await pipe.execute()
 
 
 SCRIPTS = {"add_delivery": ADD_DELIVERY, "next_delivery": NEXT_DELIVERY, "finish_delivery": FINISH_DELIVERY,
            "enqueue": ENQUEUE, "cancel_pr": CANCEL_PR, "claim": CLAIM, "finish": FINISH, "recover": RECOVER,
-           "renew": RENEW, "prune": PRUNE, "backfill": BACKFILL}
+           "renew": RENEW, "prune": PRUNE, "backfill": BACKFILL, "retry": RETRY, "release": RELEASE,
+           "dead_letter": DEAD_LETTER, "record_result": RECORD_RESULT, "stats": STATS}

@@ -1,15 +1,42 @@
-"""The embedded queue: SQLite in WAL mode, one short transaction per operation."""
+"""The embedded queue: SQLite in WAL mode, one short transaction per operation.
+
+The file is per host, and `recover()` takes every running job for the dead process's: so one process
+at a time runs workers on a store. The first `recover()` takes the store's worker lock (an flock on
+`<path>-worker.lock`, held until `close()`), and waits while another process holds it — the old process
+of a rolling restart, still draining. A web-only `serve --no-worker` beside it only adds deliveries and
+never recovers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from .base import FINAL_STATES, LIVE_STATES, Delivery, Job, JobState, Queue
+from .base import (
+    FINAL_STATES,
+    LIVE_STATES,
+    RECORD_FIELDS,
+    DeadLetter,
+    Delivery,
+    Job,
+    JobRecord,
+    JobState,
+    Queue,
+    QueueStats,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK_POLL = 1.0  # seconds between tries for a worker lock another process holds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -34,33 +61,59 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     error TEXT,
-    suspect INTEGER NOT NULL DEFAULT 0
+    suspect INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    claims INTEGER NOT NULL DEFAULT 0,
+    ready_at REAL NOT NULL DEFAULT 0,
+    dead_at REAL,
+    summary TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_pr ON jobs (repo, pr_number, state);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_finish ON deliveries (finished_at);
 """
-JOB_COLUMNS = "id, installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt, state"
+# Indexes on columns that a store from an older release only has once migrated.
+INDEXES = "CREATE INDEX IF NOT EXISTS jobs_by_dead ON jobs (dead_at) WHERE dead_at IS NOT NULL;"
+JOB_COLUMNS = "id, installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt, state, failures, claims"
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
 FINAL = ", ".join(f"'{state.value}'" for state in FINAL_STATES)
-# Stores created before crash suspects and retention: add the column, and give finished work what
-# pruning needs (a finish time; no payload once handled).
-MIGRATIONS = {"suspect": (
-    "ALTER TABLE jobs ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0",
-    f"UPDATE jobs SET finished_at = coalesce(started_at, created_at) WHERE finished_at IS NULL AND state IN ({FINAL})",
-    "UPDATE deliveries SET payload = '' WHERE finished_at IS NOT NULL",
-)}
+# Stores from older releases, by the column each release added. Before crash suspects and retention:
+# give finished work what pruning needs (a finish time; no payload once handled). Before retries:
+# queued jobs were ready when created, and a job that ran before counts as claimed once.
+MIGRATIONS = {
+    "suspect": (
+        "ALTER TABLE jobs ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0",
+        f"UPDATE jobs SET finished_at = coalesce(started_at, created_at) WHERE finished_at IS NULL"
+        f" AND state IN ({FINAL})",
+        "UPDATE deliveries SET payload = '' WHERE finished_at IS NOT NULL",
+    ),
+    "failures": ("ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0",),
+    "claims": (
+        "ALTER TABLE jobs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+        "UPDATE jobs SET claims = 1 WHERE started_at IS NOT NULL OR suspect = 1 OR attempt > 1",
+    ),
+    "ready_at": (
+        "ALTER TABLE jobs ADD COLUMN ready_at REAL NOT NULL DEFAULT 0",
+        "UPDATE jobs SET ready_at = created_at",
+    ),
+    "dead_at": ("ALTER TABLE jobs ADD COLUMN dead_at REAL",),
+    "summary": ("ALTER TABLE jobs ADD COLUMN summary TEXT",),
+}
 OLDEST_CLAIMABLE = (
-    f"SELECT {JOB_COLUMNS} FROM jobs AS j WHERE state = 'queued' AND NOT EXISTS ("
+    f"SELECT {JOB_COLUMNS} FROM jobs AS j WHERE state = 'queued' AND ready_at <= ? AND NOT EXISTS ("
     " SELECT 1 FROM jobs AS r WHERE r.repo = j.repo AND r.pr_number = j.pr_number AND r.state = 'running')"
     " ORDER BY id LIMIT 1")
-OLDEST_SUSPECT = f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND suspect = 1 ORDER BY id LIMIT 1"
+OLDEST_SUSPECT = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND suspect = 1 AND ready_at <= ?"
+                  " ORDER BY id LIMIT 1")
+# A running job leaving `running`: the shared end of retry, release and dead_letter.
+FROM_RUNNING = " WHERE id = ? AND state = 'running'"
 
 
 def _job(row: tuple) -> Job:
-    id_, inst, repo, pr, sha, reason, delivery, attempt, state = row
-    return Job(installation_id=inst, repo=repo, pr_number=pr, head_sha=sha, reason=reason,
-               delivery_id=delivery, attempt=attempt, id=id_, state=JobState(state))
+    id_, inst, repo, pr, sha, reason, delivery, attempt, state, failures, claims = row
+    return Job(installation_id=inst, repo=repo, pr_number=pr, head_sha=sha, reason=reason, delivery_id=delivery,
+               attempt=attempt, id=id_, state=JobState(state), failures=failures, claims=claims)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -71,17 +124,25 @@ def _migrate(db: sqlite3.Connection) -> None:
                 db.execute(sql)
 
 
-def _claimable(db: sqlite3.Connection) -> tuple | None:
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _claimable(db: sqlite3.Connection, now: float) -> tuple | None:
     """The next job to start (see "Crash accounting" in base.py): a suspect only into an idle
-    process, nothing beside a running suspect, otherwise the oldest job of a PR with nothing running."""
+    process, nothing beside a running suspect, otherwise the oldest ready job of a PR with nothing running."""
     running, suspect_running = db.execute(
         "SELECT count(*), coalesce(max(suspect), 0) FROM jobs WHERE state = 'running'").fetchone()
     if suspect_running:
         return None
-    suspect = db.execute(OLDEST_SUSPECT).fetchone()
+    suspect = db.execute(OLDEST_SUSPECT, (now,)).fetchone()
     if suspect is not None:
         return None if running else suspect
-    return db.execute(OLDEST_CLAIMABLE).fetchone()
+    return db.execute(OLDEST_CLAIMABLE, (now,)).fetchone()
 
 
 class SqliteQueue(Queue):
@@ -90,6 +151,7 @@ class SqliteQueue(Queue):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._db: sqlite3.Connection | None = None
+        self._worker_lock: int | None = None
 
     async def open(self) -> None:
         if self._db is not None:
@@ -102,12 +164,32 @@ class SqliteQueue(Queue):
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(SCHEMA)
         _migrate(db)
+        db.executescript(INDEXES)
         self._db = db
 
     async def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._worker_lock is not None:
+            os.close(self._worker_lock)
+            self._worker_lock = None
+
+    async def _lock_for_workers(self) -> None:
+        """Hold the store's worker lock from now until close (see the module docstring)."""
+        if self.path == ":memory:" or self._worker_lock is not None:
+            return
+        fd = os.open(f"{self.path}-worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if not _try_lock(fd):
+                log.warning("another process runs workers on %s; waiting for it to exit (one worker process per "
+                            "SQLite store: several need QUEUE_URL=redis://…)", self.path)
+                while not _try_lock(fd):
+                    await asyncio.sleep(LOCK_POLL)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._worker_lock = fd
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -159,12 +241,13 @@ class SqliteQueue(Queue):
                 "UPDATE jobs SET state = ?, finished_at = ? WHERE repo = ? AND pr_number = ? AND state = ?"
                 " AND head_sha != ?",
                 (JobState.SUPERSEDED, time.time(), job.repo, job.pr_number, JobState.RUNNING, job.head_sha))
+            now = time.time()
             cur = db.execute(
                 "INSERT INTO jobs (installation_id, repo, pr_number, head_sha, reason, delivery_id, attempt,"
-                " state, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " failures, state, created_at, ready_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (job.installation_id, job.repo, job.pr_number, job.head_sha, job.reason, job.delivery_id,
-                 job.attempt, JobState.QUEUED, time.time()))
-        return replace(job, id=cur.lastrowid, state=JobState.QUEUED)
+                 job.attempt, job.failures, JobState.QUEUED, now, now))
+        return replace(job, id=cur.lastrowid, state=JobState.QUEUED, claims=0)
 
     async def cancel_pr(self, repo: str, pr_number: int) -> int:
         with self._tx() as db:
@@ -179,13 +262,15 @@ class SqliteQueue(Queue):
         return [_job(row) for row in rows]
 
     async def claim(self) -> Job | None:
+        now = time.time()
         with self._tx() as db:
-            row = _claimable(db)
+            row = _claimable(db, now)
             if row is None:
                 return None
-            db.execute("UPDATE jobs SET state = ?, started_at = ? WHERE id = ?",
-                       (JobState.RUNNING, time.time(), row[0]))
-        return _job(row).with_state(JobState.RUNNING)
+            db.execute("UPDATE jobs SET state = ?, started_at = ?, claims = claims + 1 WHERE id = ?",
+                       (JobState.RUNNING, now, row[0]))
+        job = _job(row)
+        return replace(job, state=JobState.RUNNING, claims=job.claims + 1)
 
     async def state(self, job_id: int) -> JobState:
         row = self.db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -201,12 +286,54 @@ class SqliteQueue(Queue):
                              (state, time.time(), error, job_id, JobState.RUNNING))
             return cur.rowcount == 1
 
+    async def retry(self, job_id: int, error: str, delay: float) -> bool:
+        return self._leave_running("state = 'queued', failures = failures + 1, error = ?, ready_at = ?, suspect = 0,"
+                                   " started_at = NULL", error, time.time() + delay, job_id)
+
+    async def release(self, job_id: int) -> bool:
+        return self._leave_running("state = 'queued', ready_at = ?, started_at = NULL", time.time(), job_id)
+
+    async def dead_letter(self, job_id: int, error: str) -> bool:
+        now = time.time()
+        return self._leave_running("state = 'failed', failures = failures + 1, error = ?, finished_at = ?,"
+                                   " dead_at = ?", error, now, now, job_id)
+
+    def _leave_running(self, assignments: str, *args: Any) -> bool:
+        with self._tx() as db:
+            return db.execute(f"UPDATE jobs SET {assignments}{FROM_RUNNING}", args).rowcount == 1
+
+    async def dead_letters(self, limit: int = 50) -> list[DeadLetter]:
+        rows = self.db.execute(f"SELECT {JOB_COLUMNS}, error, dead_at FROM jobs WHERE dead_at IS NOT NULL"
+                               " ORDER BY dead_at DESC, id DESC LIMIT ?", (limit,))
+        return [DeadLetter.of(_job(row[:-2]), *row[-2:]) for row in rows]
+
+    async def _store_summary(self, job_id: int, text: str) -> bool:
+        with self._tx() as db:
+            return db.execute("UPDATE jobs SET summary = ? WHERE id = ?", (text, job_id)).rowcount == 1
+
+    async def recent(self, limit: int = 50) -> list[JobRecord]:
+        rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM jobs WHERE state IN ({FINAL})"
+                               " ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,))
+        return [JobRecord.stored(*row) for row in rows]
+
+    async def stats(self) -> QueueStats:
+        now = time.time()
+        queued, running, ready_since = self.db.execute(
+            "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),"
+            " min(ready_at) FILTER (WHERE state = 'queued' AND ready_at <= ?) FROM jobs", (now,)).fetchone()
+        (dead,) = self.db.execute("SELECT count(*) FROM jobs WHERE dead_at IS NOT NULL").fetchone()
+        (pending,) = self.db.execute("SELECT count(*) FROM deliveries WHERE finished_at IS NULL").fetchone()
+        return QueueStats(queued=queued, running=running, oldest_age=None if ready_since is None else now - ready_since,
+                          dead_letters=dead, deliveries_pending=pending)
+
     async def recover(self) -> int:
-        """One process uses the store, so every running job was running when it died."""
+        """One process at a time runs workers on the store (this one, once it holds the worker lock), so
+        every running job was running when the previous one died."""
+        await self._lock_for_workers()
         with self._tx() as db:
             (running,) = db.execute("SELECT count(*) FROM jobs WHERE state = ?", (JobState.RUNNING,)).fetchone()
-            db.execute("UPDATE jobs SET state = ?, attempt = attempt + ?, suspect = 1, started_at = NULL"
-                       " WHERE state = ?", (JobState.QUEUED, int(running == 1), JobState.RUNNING))
+            db.execute("UPDATE jobs SET state = ?, attempt = attempt + ?, suspect = 1, started_at = NULL, ready_at = ?"
+                       " WHERE state = ?", (JobState.QUEUED, int(running == 1), time.time(), JobState.RUNNING))
             return running
 
     async def prune(self, retention: float) -> int:

@@ -116,6 +116,7 @@ class Release:
     values: MergedValues | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cached: bool = False  # Helm's output came from the render cache
     # What the renderer carries between its steps: the chart to template, its defaults and their files.
     chart_path: Path | None = field(default=None, repr=False)
     defaults: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -344,18 +345,19 @@ class ReleaseRenderer:
                                     kube_version=self.kube_version, api_versions=self.api_versions,
                                     include_crds=release.hr.include_crds)
                     for release, _index in pending]
-        results = self._cached_template(requests)
+        results, hits = self._cached_template(requests)
         share = (time.monotonic() - started) / len(pending)
         for n, ((release, index), result) in enumerate(zip(pending, results, strict=True)):
             release.seconds += share
+            release.cached = n in hits
             try:
                 release.objects = self._finish(release, index, result, scratch / f"post-{n}")
             except Broken as exc:
                 release.status, release.reason, release.at = "error", str(exc), exc.field
 
-    def _cached_template(self, requests: list[TemplateRequest]) -> list[TemplateResult]:
-        """Helm's answer for each request: from the cache where everything it reads is unchanged, the
-        rest templated in one batch. A result a limit stopped is never kept."""
+    def _cached_template(self, requests: list[TemplateRequest]) -> tuple[list[TemplateResult], set[int]]:
+        """Helm's answer for each request, and which came from the cache (those whose inputs are
+        unchanged); the rest are templated in one batch. A result a limit stopped is never kept."""
         assert self.helm is not None
         keys = [_cache_key(self.helm.version, r) for r in requests]
         found: dict[int, TemplateResult] = {}
@@ -365,6 +367,7 @@ class ReleaseRenderer:
                 found[i] = TemplateResult(bool(hit.get("ok")), tuple((str(p), str(t)) for p, t in hit.get("manifests") or []),
                                           str(hit.get("error") or ""), str(hit.get("error_file") or ""),
                                           int(hit.get("error_line") or 0))
+        hits = set(found)
         todo = [i for i in range(len(requests)) if i not in found]
         fresh = self.helm.template([requests[i] for i in todo], self.deadline) if todo else []
         for i, result in zip(todo, fresh, strict=True):
@@ -373,7 +376,7 @@ class ReleaseRenderer:
                 self.cache.put(keys[i], {"ok": result.ok, "manifests": [list(m) for m in result.manifests],
                                          "error": result.error, "error_file": result.error_file,
                                          "error_line": result.error_line})
-        return [found[i] for i in range(len(requests))]
+        return [found[i] for i in range(len(requests))], hits
 
     def _finish(self, release: Release, index: Index, result: TemplateResult, scratch: Path) -> list[RenderedObject]:
         if not result.ok:

@@ -202,10 +202,13 @@ def render_side(model: RepoModel, config: Config, *, targets: list[Target] | Non
                         fetch=FetchSettings.from_config(config))
     progress.expect(len(todo))
     with progress.stage("render (kustomize)"):
-        side.rendered = renderer.render_all(todo, on_done=lambda r: progress.rendered(r.target.path))
+        side.rendered = renderer.render_all(todo, on_done=lambda r: progress.rendered(r.target.path, r.cached))
     with progress.stage("render (helm)"):
         side.releases, side.helm_version = render_releases(model, config, renderer,
                                                            [r for r in side.rendered if r.ok], deadline)
+    for release in side.releases:
+        if release.status == "rendered":
+            progress.counted("helm", release.cached)
     return side, renderer
 
 

@@ -7,6 +7,7 @@ timings with `--verbose`), is the caller's choice. The default observes nothing.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ OnTarget = Callable[[str, int, int], None]  # (target path, rendered so far, tot
 class Progress:
     on_target: OnTarget | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, in the order first seen
+    renders: Counter[tuple[str, bool]] = field(default_factory=Counter)  # (renderer, from the cache) -> how many
     _done: int = 0
     _total: int = 0
 
@@ -34,8 +36,12 @@ class Progress:
         """More targets to render (each side of a comparison adds its own)."""
         self._total += targets
 
-    def rendered(self, target: str) -> None:
+    def counted(self, renderer: str, cached: bool) -> None:
+        self.renders[(renderer, cached)] += 1
+
+    def rendered(self, target: str, cached: bool = False) -> None:
         self._done += 1
+        self.counted("kustomize", cached)
         if self.on_target is not None:
             self.on_target(target, self._done, self._total)
 
