@@ -43,11 +43,14 @@ def flux_docs(env: str) -> dict[str, dict]:
 def test_the_teams_repository_passes_on_its_own():
     """What infra-review judges in the fleet repository itself: each cluster's Flux objects (the
     bootstrap's own target renders them) and the team's SOPS Secret. The base comes from another
-    repository (the GitRepository `infra-review`): no target here, so it is not rendered in this check
-    (nor said to be: a Kustomization whose source is another repository is outside the reviewed one)."""
+    repository (the GitRepository `infra-review`): no target here, so it is not rendered in this check,
+    and the report says so."""
     doc = checked("examples/fleet")
     assert {(t["path"], t["environment"]) for t in doc["targets"]} == {
         *((f"clusters/{env}", env) for env in ENVS), *((f"apps/infra-review/{env}", env) for env in ENVS)}
+    (note,) = [n for n in doc["notes"] if "another repository" in n]
+    assert note.startswith(f"{len(ENVS)} Flux Kustomizations apply another repository's content")
+    assert "flux-system/infra-review from GitRepository/infra-review" in note
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -400,11 +400,29 @@ def coverage_notes(model: RepoModel, side: Side, config: Config) -> list[str]:
     unvalidated = schema_coverage(model, rendered, config)
     if unvalidated:
         notes.append(unvalidated)
+    foreign = elsewhere(model, config)
+    if foreign:
+        notes.append(f"{plural(len(foreign), 'Flux Kustomization')} {'applies' if len(foreign) == 1 else 'apply'} "
+                     f"another repository's content ({_some(foreign)}): not checked here; review that repository "
+                     f"(or give its manifests to `infra-review check`).")
     if side.third_party:
         notes.append(f"{plural(side.third_party, 'object')} from vendored or generated files (Flux's own install, "
                      f"`third_party` globs) were not judged by the rules for the team's own workloads; the "
                      f"security rules still apply to them.")
     return notes
+
+
+def elsewhere(model: RepoModel, config: Config) -> list[str]:
+    """Flux Kustomizations whose source is another repository, an OCI artifact or a bucket
+    (`flux-system/infra-review from GitRepository/infra-review`): Flux applies them, we never see them."""
+    out = []
+    for ref in model.flux_kustomizations():
+        if config.is_ignored(ref.file) or model.flux_path(ref) is not None:
+            continue
+        source = ref.spec.get("sourceRef") if isinstance(ref.spec.get("sourceRef"), dict) else {}
+        out.append(f"{ref.namespace or 'default'}/{ref.name} from {source.get('kind') or 'GitRepository'}/"
+                   f"{source.get('name') or '?'}")
+    return sorted(out)
 
 
 def schema_coverage(model: RepoModel, rendered: list[Rendered], config: Config) -> str | None:
