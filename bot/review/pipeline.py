@@ -419,7 +419,8 @@ def elsewhere(model: RepoModel, config: Config) -> list[str]:
     for ref in model.flux_kustomizations():
         if config.is_ignored(ref.file) or model.flux_path(ref) is not None:
             continue
-        source = ref.spec.get("sourceRef") if isinstance(ref.spec.get("sourceRef"), dict) else {}
+        source = ref.spec.get("sourceRef")
+        source = source if isinstance(source, dict) else {}
         out.append(f"{ref.namespace or 'default'}/{ref.name} from {source.get('kind') or 'GitRepository'}/"
                    f"{source.get('name') or '?'}")
     return sorted(out)
