@@ -142,30 +142,7 @@ async def test_recheck_needs_write_permission(make_bot, fakegh, role, allowed):
     assert len(fakegh.calls("reactions/create-for-issue-comment")) == int(allowed)
 
 
-@pytest.mark.parametrize("payload", [
-    recheck_payload(login="infra-review[bot]", user_type="Bot"),
-    recheck_payload(login="dependabot[bot]", user_type="Bot"),
-    recheck_payload(body="/recheck please"),
-    recheck_payload(body="please /recheck"),
-    recheck_payload(body="@someone-else /recheck"),
-    load_payload("issue_comment", "created.with-installation.payload.json"),
-], ids=["own-app", "other-bot", "trailing-words", "leading-words", "other-mention", "not-a-pr"])
-async def test_comments_that_are_not_a_recheck_are_ignored(make_bot, fakegh, payload):
-    bot = await make_bot()
-    await bot.send("issue_comment", payload)
-    await bot.settle()
-    assert bot.reviewed == [] and fakegh.requests == []
-
-
-async def test_edited_recheck_comment_is_ignored(make_bot, fakegh):
-    bot = await make_bot()
-    payload = recheck_payload()
-    payload["action"] = "edited"
-    payload["changes"] = load_payload("issue_comment", "edited.payload.json")["changes"]
-    resp = await bot.send("issue_comment", payload)
-    assert (await resp.json())["status"] == "ignored"
-    await bot.settle()
-    assert bot.reviewed == [] and fakegh.requests == []
+# Comments that are not a /recheck, or not from someone who may ask: tests/test_hostile_webhooks.py.
 
 
 async def test_check_run_rerequested_fork_pr_found_by_commit(make_bot, fakegh):

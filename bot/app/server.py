@@ -30,7 +30,7 @@ from .handlers import EVENTS, build_router
 from .manifest import app_manifest
 from .metrics import CONTENT_TYPE, Metrics, bounded
 from .settings import Settings, check_private_key
-from .webhooks import WebhookRejected, body_text, check_size, parse_event
+from .webhooks import WebhookRejected, body_text, check_fields, check_size, parse_event
 from .worker import FailFn, ReviewFn, Worker
 
 log = logging.getLogger(__name__)
@@ -201,14 +201,21 @@ def _webhook(router: Router) -> Callable[[web.Request], Any]:
             ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome="not_set_up")
             return web.json_response({"error": NOT_SET_UP}, status=503)
         try:
+            if request.headers.get("content-encoding", "identity").strip().lower() != "identity":
+                # GitHub signs and sends the raw JSON; aiohttp would inflate an encoded body before
+                # the signature is checked, so the bytes verified would not be the bytes sent.
+                raise WebhookRejected(415, "webhook bodies are not content-encoded")
             body = await read_body(request, ctx.settings.max_body_bytes)
             event = parse_event(request.headers, body, secret=ctx.settings.webhook_secret,
                                 max_bytes=ctx.settings.max_body_bytes)
+            routed = bool(router.fetch(event))
+            if routed:
+                check_fields(event)
         except WebhookRejected as exc:
             ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome=f"rejected_{exc.status}")
             log.warning("webhook rejected (%d): %s", exc.status, exc.reason)
             return web.json_response({"error": exc.reason}, status=exc.status)
-        if not router.fetch(event):
+        if not routed:
             ctx.metrics.inc("infra_review_webhook_deliveries_total", event=label, outcome="ignored")
             return web.json_response({"status": "ignored"})
         new = await ctx.queue.add_delivery(Delivery(event.delivery_id, event.event, body_text(body)))

@@ -40,11 +40,19 @@ def check_size(content_length: int | None, max_bytes: int) -> None:
         raise WebhookRejected(413, "payload too large")
 
 
+def only_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The header's value, None when it is absent or sent more than once (a second copy, added by a
+    proxy or an attacker, would make which one is checked an accident of order)."""
+    getall = getattr(headers, "getall", None)
+    values = getall(name, []) if getall is not None else [v for v in (headers.get(name),) if v is not None]
+    return values[0] if len(values) == 1 else None
+
+
 def parse_event(headers: Mapping[str, str], body: bytes, *, secret: str, max_bytes: int) -> Event:
     """Verify then parse a delivery; `headers` must be case-insensitive (aiohttp's are)."""
     if len(body) > max_bytes:
         raise WebhookRejected(413, "payload too large")
-    verify_signature(body, headers.get("x-hub-signature-256"), secret)
+    verify_signature(body, only_value(headers, "x-hub-signature-256"), secret)
     event_name = headers.get("x-github-event")
     delivery_id = headers.get("x-github-delivery")
     if not event_name or not delivery_id:
@@ -70,9 +78,48 @@ def load_payload(body: bytes) -> dict:
         data = json.loads(body_text(body))
     except json.JSONDecodeError:
         raise WebhookRejected(400, "body is not JSON") from None
+    except RecursionError:  # nesting deeper than the interpreter's stack: no webhook is shaped so
+        raise WebhookRejected(400, "body is nested too deeply") from None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "body is not a JSON object")
     return data
+
+
+# What the handlers read from the events they route, as (path, type): a signed delivery without it is
+# refused (400) at the door rather than queued to fail in the worker. `installation.id` is checked
+# whenever an installation is named.
+_STR, _INT = (str,), (int,)
+REQUIRED: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
+    "pull_request": (("repository.full_name", _STR), ("pull_request.number", _INT),
+                     ("pull_request.head.sha", _STR), ("pull_request.state", _STR)),
+    "issue_comment": (("repository.full_name", _STR), ("issue.number", _INT), ("issue.user.login", _STR),
+                      ("comment.id", _INT), ("comment.user.login", _STR), ("sender.login", _STR),
+                      ("comment.body", (str, type(None)))),
+    "check_run": (("repository.full_name", _STR), ("check_run.head_sha", _STR)),
+    "check_suite": (("repository.full_name", _STR), ("check_suite.head_sha", _STR)),
+}
+
+
+_MISSING = object()
+
+
+def _at(data: object, path: str) -> object:
+    for key in path.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return _MISSING
+        data = data[key]
+    return data
+
+
+def check_fields(event: Event) -> None:
+    """Raise WebhookRejected(400) unless the routed event carries what its handlers read (REQUIRED)."""
+    required = REQUIRED.get(event.event, ())
+    if isinstance(event.data.get("installation"), dict):
+        required += (("installation.id", _INT),)
+    for path, types in required:
+        value = _at(event.data, path)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise WebhookRejected(400, f"a {event.event} payload needs {path}")
 
 
 def installation_id(event: Event) -> int | None:

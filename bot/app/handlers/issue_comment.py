@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from gidgethub import BadRequest
@@ -20,9 +21,29 @@ RECHECK_LINE = re.compile(r"^(?:@(?P<mention>[\w.-]+(?:\[bot\])?)\s+)?/recheck$"
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
 
 
+FENCE = re.compile(r" {0,3}(?P<fence>`{3,}|~{3,})")
+
+
+def prose_lines(body: str) -> Iterator[str]:
+    """The lines of a markdown comment outside code: fenced blocks (``` or ~~~) and indented code (four
+    spaces or a tab) show text, they do not say it."""
+    fence = ""
+    for line in body.splitlines():
+        opened = FENCE.match(line)
+        if fence:
+            if opened and opened["fence"][0] == fence[0] and len(opened["fence"]) >= len(fence) \
+                    and not line[opened.end():].strip():
+                fence = ""
+        elif opened and not (opened["fence"][0] == "`" and "`" in line[opened.end():]):
+            fence = opened["fence"]
+        elif len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip(" ")) < 4:
+            yield line
+
+
 def asks_recheck(body: str | None, app_slug: str | None) -> bool:
-    """True if a line is exactly `/recheck`, or `@<app-slug> /recheck` (any mention if the slug is unknown)."""
-    for line in (body or "").splitlines():
+    """True if a line outside code is exactly `/recheck`, or `@<app-slug> /recheck` (any mention if the
+    slug is unknown)."""
+    for line in prose_lines(body or ""):
         match = RECHECK_LINE.match(line.strip())
         if not match:
             continue
