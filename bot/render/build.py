@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -144,6 +145,17 @@ def _remote_error(message: str, error: list[Any], plan: Plan) -> list[Any]:
     return error
 
 
+def file_digest(path: Path) -> bytes:
+    """The sha256 of a regular file, read in chunks whatever its size: a cache key must change with
+    every byte of every input, one over YAML's bound included (else two such files of the same name
+    would share a build). OSError for anything but a regular file, opened without blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return hashlib.file_digest(f, "sha256").digest()
+
+
 class Refused(ValueError):
     """A YAML input past a bound, with the line where it crossed it."""
 
@@ -254,12 +266,21 @@ class Renderer:
         h.update(json.dumps([CACHE_VERSION, self.kustomize.version, target.path, spec, self.unrestricted(target),
                              remote], sort_keys=True, default=str).encode())
         for rel in files:
-            h.update(rel.encode() + b"\0")
-            try:
-                h.update(hashlib.sha256(self.model.tree.read_bytes(rel)).digest())
-            except (OSError, YamlError):
-                h.update(b"<missing>")
+            h.update(rel.encode() + b"\0" + self._digest(rel))
         return h.hexdigest()
+
+    def _digest(self, rel: str) -> bytes:
+        """A file's sha256, read once per tree: a base's files are inputs of every environment's target."""
+        key = ("sha256", rel)
+        known = self.model.tree.memo.get(key)
+        if isinstance(known, bytes):
+            return known
+        try:
+            digest = file_digest(self.model.tree.abspath(rel))
+        except OSError:
+            digest = b"<missing>"
+        self.model.tree.memo[key] = digest
+        return digest
 
     def _nodes(self, rel: str, inputs: Inputs) -> int:
         """YAML nodes of one input as kustomize holds them (yaml_nodes; kept per tree); a file over a
@@ -417,7 +438,8 @@ class Renderer:
                 out.objects = (self._objects(target, text, origins, placed) if placed
                                else self._objects(target, text, origins))
             except YamlError as exc:
-                out.error = BuildError(f"kustomize output could not be read: {exc.message}", target.path)
+                out.error = BuildError(f"kustomize output could not be read: {exc.message}",
+                                       self.model.tree.kustomization_file(target.path) or target.path)
             if out.ok and target.flux is not None and self.flux_emulation:
                 out = flux.post_build(self.model, out)
         out.seconds = time.perf_counter() - start

@@ -158,8 +158,11 @@ class RepoModel:
             return None
         try:
             return self.tree.resolve(".", raw.lstrip("/") or ".")
-        except PathEscape:
-            return None
+        except PathEscape:  # `../x`, a symlink out: Flux builds the path confined to the source
+            try:
+                return self.tree.confine(raw)
+            except PathEscape:
+                return None
 
     def environment_of(self, path: str, flux: FluxRef | None) -> str | None:
         return self.named_environment(path, flux) or self.default_environment
@@ -350,7 +353,10 @@ class RepoModel:
                 # Its Flux Kustomization is unchanged and nothing else it reads lives in that file:
                 # an edit elsewhere in the file cannot change the output.
                 relevant = paths - {t.flux.file}
-            if any(touches(self.inputs(t), p) for p in relevant):
+            inputs = self.inputs(t)
+            # A changed file the build reads is the common answer: a set intersection finds it without
+            # asking every changed path of a large change about every target.
+            if not inputs.files.isdisjoint(relevant) or any(touches(inputs, p) for p in relevant):
                 out.append(t)
             elif any(release_inputs(self, t).touched_by(p) for p in paths):
                 out.append(t)

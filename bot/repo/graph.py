@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from bot.repo.kustomization import BuildError, Ref, check_plugin_file, generator_paths, load_kustomization
+from bot.repo.kustomization import (
+    BuildError,
+    Ref,
+    check_plugin_configs,
+    check_plugin_file,
+    generator_paths,
+    load_kustomization,
+)
 from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, PathEscape, RepoTree
 from bot.yamlpos import YamlError, load_data
 
@@ -192,7 +199,8 @@ class Graph:
                 inputs.parsed.add(ref.path)
                 own.parsed.append(ref.path)
             if not self.tree.is_file(ref.path):
-                inputs.errors.append(BuildError(f"'{ref.value}' ({ref.field}) does not exist", kust.file, ref.line))
+                what = "is not a regular file" if self.tree.abspath(ref.path).exists() else "does not exist"
+                inputs.errors.append(BuildError(f"'{ref.value}' ({ref.field}) {what}", kust.file, ref.line))
             elif ref.field in PLUGIN_FIELDS:
                 try:
                     check_plugin_file(self.tree, ref.path, kust.file, ref.line)
@@ -320,6 +328,10 @@ class Graph:
                 for f in sorted(self._files_below(ref.path)):
                     if f.endswith(YAML_SUFFIXES) and posixpath.basename(f) not in KUSTOMIZATION_NAMES and self.tree.is_file(f):
                         configs.extend(d.data for d in self.tree.docs(f))
+                try:  # the folder's resources are plugin configs too: refused as a file's would be
+                    check_plugin_configs(configs, kust.file, ref.line)
+                except BuildError as exc:
+                    inputs.errors.append(exc)
             elif self.tree.is_file(ref.path):
                 configs = [d.data for d in self.tree.docs(ref.path)]
         except YamlError:

@@ -231,6 +231,12 @@ def check_plugin_file(tree: RepoTree, rel: str, kfile: str, line: int) -> None:
         docs = [d.data for d in tree.docs(rel)]
     except YamlError as exc:
         raise BuildError(exc.message, rel, exc.line) from None
+    check_plugin_configs(docs, kfile, line)
+
+
+def check_plugin_configs(docs: list[Any], kfile: str, line: int) -> None:
+    """Plugin configs read from anywhere (a file, the resources of a folder a `transformers:` entry
+    names) must be builtin ones; BuildError at the entry's line otherwise."""
     _check_plugin_config("", kfile, line, docs=docs)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import filecmp
 import os
 import posixpath
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -136,6 +137,31 @@ class RepoTree:
             raise PathEscape(f"{ref!r} resolves through a symlink outside the repository root")
         return rel
 
+    def confine(self, raw: str) -> str:
+        """`raw` as Flux's kustomize-controller confines a `spec.path` to the source (securejoin): a
+        `..` stops at the root, and a symlink is followed from the root, an absolute target too, so
+        the result is a repository-relative path through no symlink, never leaving the root (and it
+        need not exist). PathEscape past 255 symlinks, as securejoin gives up."""
+        todo, parts, links = raw.split("/"), list[str](), 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                parts = parts[:-1]
+                continue
+            path = self.root.joinpath(*parts, part)
+            if path.is_symlink():
+                links += 1
+                if links > 255:
+                    raise PathEscape(f"{raw!r} goes through more than 255 symlinks")
+                target = os.readlink(path)
+                parts = [] if target.startswith("/") else parts
+                todo = target.split("/") + todo
+                continue
+            parts.append(part)
+        return "/".join(parts) or "."
+
     def abspath(self, rel: str) -> Path:
         return self.root / rel if rel not in ("", ".") else self.root
 
@@ -175,11 +201,16 @@ class RepoTree:
         return tuple(sorted(out))
 
     def read_bytes(self, rel: str) -> bytes:
-        path = self.abspath(rel)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise YamlError(f"{rel} is {size} bytes, over the {MAX_FILE_BYTES} byte limit")
-        return path.read_bytes()
+        """The file's bytes; YamlError for one over MAX_FILE_BYTES or that is no regular file (a FIFO,
+        a socket, a device: opened without blocking, so a FIFO nobody writes cannot hang the read)."""
+        fd = os.open(self.abspath(rel), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise YamlError(f"{rel} is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise YamlError(f"{rel} is {info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit")
+            return f.read(MAX_FILE_BYTES + 1)
 
     def read_text(self, rel: str) -> str:
         return self.read_bytes(rel).decode("utf-8", errors="replace")

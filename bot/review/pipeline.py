@@ -41,7 +41,7 @@ from bot.render.releases import (
     is_helm_release,
 )
 from bot.repo.discover import RepoModel
-from bot.repo.tree import RepoTree, changed_files
+from bot.repo.tree import PathEscape, RepoTree, changed_files
 from bot.review.progress import Progress
 from bot.review.run_rules import run_env_rules, run_repo_rules
 from bot.validate.schemas import CRD, Catalog, repository_crds
@@ -79,6 +79,10 @@ class Side:
 
 def make_model(root: Path, config: Config) -> RepoModel:
     model = RepoModel(RepoTree(root), aliases=config.aliases, default_environment=DEFAULT_ENVIRONMENT)
+    try:
+        model.tree.files  # noqa: B018 - listed now: a tree too large to check is said here, not mid-check
+    except PathEscape as exc:
+        raise NothingToCheck(f"{root}: {exc}, more than one check reads; check a folder of it") from None
     model.env_override = config.env_for_path
     model.ignored = config.is_ignored if config.ignore else None
     return model
