@@ -39,6 +39,7 @@ from bot.review.pipeline import run_check
 from bot.review.progress import Progress
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+NOTES = "<!-- written by hand below: kept when the table is rewritten -->\n"
 CORES = os.cpu_count() or 1
 
 
@@ -148,7 +149,8 @@ def main() -> None:
     text = "\n".join([f"Measured {machine()}; {args.runs} runs each.", "", *table])
     print("\n" + text)
     if args.write:
-        RESULTS.write_text(f"# Performance figures (`make bench`)\n\n{text}\n")
+        kept = RESULTS.read_text().partition(NOTES)[2] if RESULTS.exists() else ""
+        RESULTS.write_text(f"# Performance figures (`make bench`)\n\n{text}\n\n{NOTES}{kept or chr(10)}")
 
 
 if __name__ == "__main__":

@@ -132,10 +132,20 @@ class RepoTree:
         rel = join(base, ref)
         if rel == ".." or rel.startswith("../"):
             raise PathEscape(f"{ref!r} leaves the repository root")
-        real = (self.root / rel).resolve()
-        if real != self.root and not real.is_relative_to(self.root):
+        if self._escapes(rel):
             raise PathEscape(f"{ref!r} resolves through a symlink outside the repository root")
         return rel
+
+    def _escapes(self, rel: str) -> bool:
+        """Whether `rel` resolves (through symlinks) outside the root; asked once per path and tree, as
+        provenance and the build graph ask about the same paths for every target."""
+        key = ("escapes", rel)
+        known = self.memo.get(key)
+        if not isinstance(known, bool):
+            real = (self.root / rel).resolve()
+            known = real != self.root and not real.is_relative_to(self.root)
+            self.memo[key] = known
+        return known
 
     def confine(self, raw: str) -> str:
         """`raw` as Flux's kustomize-controller confines a `spec.path` to the source (securejoin): a
