@@ -146,7 +146,8 @@ async def test_a_review_s_outcome_is_kept_for_the_status_page_and_counted(make_b
     job = await bot.queue.enqueue(Job(1, "o/broken", 7, "b" * 40, "opened", "d-9"))
     claimed = await bot.queue.claim()
     assert claimed is not None and claimed.id == job.id
-    await bot.queue.dead_letter(job.key, "GitHubBroken: 502 five times")
+    await bot.queue.dead_letter(job.key, f"GitHubBroken: 502 five times (token ghs_{'x' * 36}, secret {SECRET})")
     page = await (await bot.client.get("/")).text()
     assert "o/broken" in page and "GitHubBroken: 502 five times" in page and "Codertocat/Hello-World" in page
+    assert "ghs_" not in page and SECRET not in page and "[redacted]" in page, "errors are scrubbed like logs"
     assert scrape(await (await bot.client.get("/metrics")).text())[("infra_review_queue_dead_letters", ())] == 1

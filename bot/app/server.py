@@ -27,6 +27,7 @@ from .auth import TokenCache
 from .client import DEFAULT_POLICY, GitHubApp, RetryPolicy, Sleep
 from .context import AppContext
 from .handlers import EVENTS, build_router
+from .logs import Scrubber
 from .manifest import app_manifest
 from .metrics import CONTENT_TYPE, Metrics, bounded
 from .settings import Settings, check_private_key
@@ -128,6 +129,8 @@ async def _setup_callback(request: web.Request) -> web.Response:
         created = await setup.convert(app[GITHUB].session, ctx.settings.api_url, request.query.get("code", ""))
     except setup.SetupFailed as exc:
         return _html(pages.page("Setup failed", f"<h1>Setup failed</h1><p>{escape(str(exc))}</p>"), status=502)
+    if ctx.settings.configured:  # another tab's registration finished while this one was exchanged
+        return _html(pages.refused_page(), status=409)
     values = setup.credentials(created)
     stored, shown = ctx.settings.env_file, None
     try:
@@ -173,11 +176,13 @@ async def _versions(app: web.Application) -> dict[str, str]:
 
 
 async def _status(app: web.Application) -> pages.Status:
-    queue = app[CTX].queue
-    stats, versions = await queue.stats(), await _versions(app)
+    """What the status page shows; errors pass the log scrubber (an exception's text may quote a token)."""
+    ctx = app[CTX]
+    scrub = Scrubber((ctx.settings.webhook_secret, ctx.settings.private_key))
+    stats, versions = await ctx.queue.stats(), await _versions(app)
+    dead = [{**d.as_dict(), "error": scrub(d.error)} for d in await ctx.queue.dead_letters(50)]
     return pages.Status(__version__, versions["kustomize"], versions["helm"], stats.queued, stats.running,
-                        stats.oldest_age, stats.dead_letters, [r.as_dict() for r in await queue.recent(50)],
-                        [d.as_dict() for d in await queue.dead_letters(50)])
+                        stats.oldest_age, stats.dead_letters, [r.as_dict() for r in await ctx.queue.recent(50)], dead)
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
