@@ -8,7 +8,8 @@ Per N:
 - cold `check`: a whole-repository check with an empty render cache, as a child process (its wall
   time and peak RSS);
 - warm `check` after one production patch changed: the same cache, one file edited;
-- rules + provenance + output: the `rules` stage of a warm check plus rendering its JSON report.
+- rules + provenance + output: the `rules` stage of a warm check plus rendering its JSON report;
+- Helm: 100 HelmReleases of one local chart, the `render (helm)` stage cold and from the cache.
 Each figure is the median of `--runs` runs, with min and max.
 
 Usage: python -m bench.perf [--services 100 300] [--runs 3] [--write]
@@ -123,6 +124,55 @@ def measure(services: int, runs: int) -> list[Figure]:
     return list(figures.values())
 
 
+RELEASES = 100
+
+
+def helm_repository(root: Path, releases: int = RELEASES) -> None:
+    """One local chart (a Deployment, a Service, a ConfigMap) and `releases` HelmReleases of it in one
+    production overlay, sourced from this repository as Flux's bootstrap GitRepository."""
+    files = {
+        "charts/app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 1.0.0\n",
+        "charts/app/values.yaml": "replicas: 3\nimage: ghcr.io/example/app:1.0.0\n",
+        "charts/app/templates/all.yaml": (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: '{{ .Release.Name }}'}\nspec:\n"
+            "  replicas: {{ .Values.replicas }}\n  selector: {matchLabels: {app: '{{ .Release.Name }}'}}\n"
+            "  template:\n    metadata: {labels: {app: '{{ .Release.Name }}'}}\n    spec:\n      containers:\n"
+            "      - {name: app, image: '{{ .Values.image }}'}\n---\napiVersion: v1\nkind: Service\n"
+            "metadata: {name: '{{ .Release.Name }}'}\nspec: {selector: {app: '{{ .Release.Name }}'}, ports: [{port: 80}]}\n"
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}'}\n"
+            "data: {release: '{{ .Release.Name }}'}\n"),
+        "overlays/production/kustomization.yaml": "resources:\n" + "".join(
+            f"- release-{i:03d}.yaml\n" for i in range(releases)),
+    }
+    for i in range(releases):
+        files[f"overlays/production/release-{i:03d}.yaml"] = (
+            f"apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata: {{name: app-{i:03d}, namespace: apps}}\n"
+            "spec:\n  interval: 10m\n  chart:\n    spec:\n      chart: ./charts/app\n      sourceRef: "
+            "{kind: GitRepository, name: flux-system, namespace: flux-system}\n"
+            f"  values: {{replicas: {3 + i % 2}}}\n")
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def measure_helm(runs: int) -> list[Figure]:
+    """The `render (helm)` stage for RELEASES releases of one chart: cold, and again from the cache."""
+    cold = Figure(f"Helm: {RELEASES} releases of one chart, cold", "< 3 s")
+    warm = Figure("Helm: one release from the cache", "< 50 ms", unit="ms")
+    config = replace(Config.default(), fetch_enabled=False)
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="infra-review-helm-") as tmp:
+            root = Path(tmp) / "repo"
+            helm_repository(root)
+            for figure, scale in ((cold, 1.0), (warm, 1000.0 / RELEASES)):
+                progress = Progress()
+                report = run_check(root, None, config, cache=DiskCache(Path(tmp) / "cache"), progress=progress)
+                figure.values.append(progress.timings.get("render (helm)", 0.0) * scale)
+            assert not [f for f in report.findings if f.rule in ("chart-error", "chart-unavailable")], "all rendered"
+        print(f"Helm: cold {cold.values[-1]:.2f} s, from the cache {warm.values[-1]:.1f} ms per release", flush=True)
+    return [cold, warm]
+
+
 def machine() -> str:
     kustomize = find_kustomize()
     mem = "?"
@@ -136,15 +186,18 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--services", type=int, nargs="*", default=[100, 300])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
+    parser.add_argument("--no-helm", dest="helm", action="store_false", help="leave the Helm figures out")
     args = parser.parse_args()
     if shutil.which("git") is None:
         sys.exit("bench.perf needs git on PATH")
     rows: list[Figure] = []
     for n in args.services:
         rows += measure(n, args.runs)
+    if args.helm:
+        rows += measure_helm(args.runs)
     table = ["| figure | median | min | max | target |", "|---|---|---|---|---|", *(f.row() for f in rows)]
     text = "\n".join([f"Measured {machine()}; {args.runs} runs each.", "", *table])
     print("\n" + text)
