@@ -38,6 +38,7 @@ from bot.config import (
     OFF,
     VENDOR_SKIP_RULES,
 )
+from bot.generated import write_or_check
 from bot.model import ENVIRONMENTS, SEVERITIES
 from bot.publish.report import rule_docs_url
 
@@ -226,15 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=f"exit 1 if {SCHEMA_PATH.name} is stale")
     check = parser.parse_args(argv).check
     importlib.import_module("rules")  # registers the catalogue; bot modules import no rule module
-    text = render()
-    if SCHEMA_PATH.exists() and SCHEMA_PATH.read_text(encoding="utf-8") == text:
-        return 0
-    if check:
-        print(f"{SCHEMA_PATH} is stale: run `python -m bot.config_schema`", file=sys.stderr)
-        return 1
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(SCHEMA_PATH, render(), "python -m bot.config_schema", check)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.generated import write_or_check
 from bot.model import get_path
 from bot.policy import default_policy
 from bot.publish.report import rule_anchor
@@ -160,17 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rules.docs", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/rules.md is stale")
     args = parser.parse_args(argv)
-    text = render_markdown()
-    current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else None
-    if args.check:
-        if current != text:
-            print(f"{DOC_PATH} is stale: run `python -m rules.docs`", file=sys.stderr)
-            return 1
-        return 0
-    if current != text:
-        DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-        DOC_PATH.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(DOC_PATH, render_markdown(), "python -m rules.docs", args.check)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import stat
 from pathlib import Path
@@ -34,8 +35,10 @@ from bot.queue.sqlite import SqliteQueue
 
 
 async def until(check: Any, timeout: float = 20.0) -> None:
+    """Wait until `check()` (a bool, or an awaitable of one) is true."""
     for _ in range(int(timeout / 0.05)):
-        if await check():
+        done = check()
+        if await done if inspect.isawaitable(done) else done:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("timed out")
@@ -96,7 +99,7 @@ async def test_register_the_app_from_the_browser_then_review(unconfigured: Any, 
         async with aiohttp.ClientSession() as http:
             accepted = await http.post(f"{base}/webhook", data=body, headers=headers)
             assert accepted.status == 202, await accepted.text()
-            await until(lambda: asyncio.sleep(0, bool(unconfigured.reviewed)))
+            await until(lambda: bool(unconfigured.reviewed))
             gone = await http.get(f"{base}/setup/callback?code=x&state=y")
             assert gone.status == 404, "the setup flow ends once the App exists"
 

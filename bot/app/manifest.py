@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from bot.generated import write_or_check
+
 NAME = "infra-review"
 PERMISSIONS = {"checks": "write", "pull_requests": "write", "contents": "read", "issues": "write",
                "metadata": "read"}
@@ -49,14 +51,7 @@ def manifest_yaml() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    text = manifest_yaml()
-    if argv and argv[0] == "--check":
-        if not DOC_PATH.exists() or DOC_PATH.read_text() != text:
-            print(f"{DOC_PATH} is stale: run `python -m bot.app.manifest`", file=sys.stderr)
-            return 1
-        return 0
-    DOC_PATH.write_text(text)
-    return 0
+    return write_or_check(DOC_PATH, manifest_yaml(), "python -m bot.app.manifest", "--check" in (argv or []))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bot.generated import write_or_check
 from rules.docs import readme_table
 
 START, END = "<!-- rules-table:start -->", "<!-- rules-table:end -->"
@@ -18,15 +19,7 @@ def rendered(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = README.read_text()
-    new = rendered(text)
-    if "--check" in argv:
-        if new != text:
-            print("README.md rule table is stale: run `python -m bot.cli.readme`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new)
-    return 0
+    return write_or_check(README, rendered(README.read_text()), "python -m bot.cli.readme", "--check" in argv)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,10 @@ Key = tuple[str, str, str, str]
 
 def normalise(obj: dict[str, Any]) -> dict[str, Any]:
     """The object without what the cluster owns (a deep copy)."""
-    out = copy.deepcopy(obj)
+    return _drop_owned(copy.deepcopy(obj))
+
+
+def _drop_owned(out: dict[str, Any]) -> dict[str, Any]:
     out.pop("status", None)
     meta = out.get("metadata")
     if isinstance(meta, dict):
@@ -89,20 +92,18 @@ def diff_objects(before: Iterable[RenderedObject], after: Iterable[RenderedObjec
     for k, ro in sorted(came.items()):
         was = stems.pop(_stem(ro.id), None) if _stem(ro.id) else None
         if was is not None:
-            pairs.append((gone.pop(was), came.pop(k), gone_name(was)))
+            pairs.append((gone.pop(was), came.pop(k), was[3]))
     changed = []
     for b, a, renamed in pairs:
-        mb, ma = masker.mask(normalise(b.obj)), masker.mask(normalise(a.obj))
+        if b.obj == a.obj:  # most objects of a target: nothing to mask, dump or compare
+            continue
+        mb, ma = _drop_owned(masker.mask(b.obj)), _drop_owned(masker.mask(a.obj))  # mask() returns a copy
         if mb != ma:
             changed.append(ObjectChange(a.id, "changed", unified(dump(mb), dump(ma)), meaning(mb, ma),
                                         renamed_from=renamed))
     added = [ObjectChange(ro.id, "added") for _, ro in sorted(came.items())]
     removed = [ObjectChange(ro.id, "removed") for _, ro in sorted(gone.items())]
     return added, removed, changed
-
-
-def gone_name(key: Key) -> str:
-    return key[3]
 
 
 def compare_rendered(head: Iterable[Rendered], base: Iterable[Rendered], masker: Masker,
