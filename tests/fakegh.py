@@ -587,10 +587,8 @@ class FakeGitHub:
         found = [p for p in repo.pulls.values() if p.head_sha == params["commit_sha"]]
         return self._page(request, [self._pull_json(repo, p) for p in found])
 
-    async def op_pulls__list_files(self, request, params, body):
-        pull = self._pull(params)
-        if pull is None:
-            return self._not_found()
+    def _diff_entries(self, pull: FakePull) -> list[dict]:
+        """The PR's files as GitHub's `diff-entry`, which both pulls/list-files and a compare return."""
         template = example("pulls/list-files")[0]
         items = []
         for f in pull.files:
@@ -603,9 +601,16 @@ class FakeGitHub:
             if f.get("previous_filename"):
                 item["previous_filename"] = f["previous_filename"]
             items.append(item)
-        return self._page(request, items)
+        return items
+
+    async def op_pulls__list_files(self, request, params, body):
+        pull = self._pull(params)
+        if pull is None:
+            return self._not_found()
+        return self._page(request, self._diff_entries(pull))
 
     async def op_repos__compare_commits(self, request, params, body):
+        """Like GitHub: with a page size the files come on page 1 only, at most 300 of them."""
         repo = self._repo(params)
         base, sep, head = params["basehead"].partition("...")
         if repo is None or not sep:
@@ -613,6 +618,8 @@ class FakeGitHub:
         pull = next((p for p in repo.pulls.values() if p.head_sha == head), None)
         data = example("repos/compare-commits")
         data["merge_base_commit"]["sha"] = pull.merge_base if pull else base
+        first_page = request.query.get("page", "1") == "1"
+        data["files"] = self._diff_entries(pull)[:300] if pull and first_page else []
         return self._json(data)
 
     async def op_repos__download_tarball_archive(self, request, params, body):

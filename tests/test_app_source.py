@@ -18,10 +18,10 @@ from bot.app.review import fetch_trees
 from bot.app.source import (
     ArchiveRejected,
     ExtractLimits,
+    compare_pull,
     extract_tarball,
     fetch_tree,
     list_changed_files,
-    merge_base,
     read_repo_config,
 )
 from tests.conftest import eventually
@@ -46,10 +46,24 @@ async def test_3000_files_means_everything_changed(gh, fakegh):
     assert len(fakegh.calls("pulls/list-files")) == 30
 
 
-async def test_merge_base_from_compare(gh, fakegh):
-    assert await merge_base(gh, REPO, "main", HEAD) == "b" * 40
+async def test_merge_base_and_changed_files_from_one_compare(gh, fakegh):
+    fakegh.repos[REPO].pulls[2].files.append({"filename": "big.bin", "status": "added", "patch": None})
+    base, changed = await compare_pull(gh, REPO, 2, "main", HEAD)
+    assert base == "b" * 40
+    assert [(f.filename, f.patch is None) for f in changed.files] == [("apps/web/deployment.yaml", False),
+                                                                       ("big.bin", True)]
+    assert changed == await list_changed_files(gh, REPO, 2), "the compare's diff is the pull request's"
     [call] = fakegh.calls("repos/compare-commits")
     assert call.path.endswith(f"/compare/main...{HEAD}")
+    assert len(fakegh.calls("pulls/list-files")) == 1, "only the comparison above asked for it"
+
+
+@pytest.mark.parametrize("count, list_files_pages", [(299, 0), (300, 3), (3000, 30)])
+async def test_a_compare_at_its_300_file_cap_asks_for_the_whole_list(gh, fakegh, count, list_files_pages):
+    fakegh.repos[REPO].pulls[2].files = [{"filename": f"f{i}", "status": "added"} for i in range(count)]
+    _, changed = await compare_pull(gh, REPO, 2, "main", HEAD)
+    assert len(changed.files) == count and changed.everything == (count >= 3000)
+    assert len(fakegh.calls("pulls/list-files")) == list_files_pages
 
 
 async def test_fetch_tree_follows_redirect_and_strips_top_folder(gh, fakegh, tmp_path):
@@ -62,7 +76,8 @@ async def test_fetch_tree_follows_redirect_and_strips_top_folder(gh, fakegh, tmp
 async def test_repo_config_from_default_branch(gh, fakegh):
     assert await read_repo_config(gh, REPO) == "environments: {}\n"
     [call] = fakegh.calls("repos/get-content")
-    assert call.path.endswith("/contents/.github/infra-review.yml") and call.query == {"ref": "master"}
+    assert call.path.endswith("/contents/.github/infra-review.yml") and call.query == {}
+    assert not fakegh.calls("repos/get"), "GitHub reads the default branch when no ref is given"
     fakegh.repos[REPO].trees["master"] = {}
     assert await read_repo_config(gh, REPO, "master") is None
 

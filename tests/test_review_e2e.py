@@ -151,9 +151,12 @@ async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, exa
     assert "`missing-probes`" in deleted_probe and "production" in deleted_probe
 
     by_op = Counter(r.operation_id for r in first_run)
-    print(f"\nGitHub API requests for one review: {len(first_run)} "
-          f"({sum(1 for r in first_run if r.operation_id != 'codeload')} API + "
-          f"{by_op['codeload']} tarball downloads): {dict(by_op)}")
+    api = sum(n for op, n in by_op.items() if op != "codeload")
+    token = by_op["apps/create-installation-access-token"]
+    budget = 10 + len(fakegh.annotations[run["id"]]) // 50
+    print(f"\nGitHub API requests for one review: {api} ({token} installation token, kept for the hour) "
+          f"+ {by_op['codeload']} tarball downloads; budget {budget} besides the token: {dict(by_op)}")
+    assert api - token <= budget, dict(by_op)
     print(f"webhook -> completed check run against the fake GitHub: {completed_at - started:.2f} s wall; "
           f"virtual waits (mutation pacing, not slept in tests): {sum(fake_time.sleeps):.1f} s")
 
@@ -163,6 +166,8 @@ async def test_example_pull_request_is_reviewed_end_to_end(make_bot, fakegh, exa
     await bot.settle(timeout=60)
     assert len(bot.reviewed) == 2 and not bot.failed
     assert len(fakegh.calls("pulls/create-review")) == 1
+    again = Counter(r.operation_id for r in fakegh.requests[len(first_run):])
+    assert not again["apps/create-installation-access-token"], "the token is reused, not asked for per review"
     assert len(ours(fakegh)) == count
     assert not fakegh.calls("pulls/delete-review-comment")
     assert [r["status"] for r in fakegh.check_runs.values()] == ["completed", "completed"]

@@ -41,9 +41,8 @@ from .source import (
     CONFIG_PATH,
     ArchiveRejected,
     ExtractLimits,
+    compare_pull,
     fetch_tree,
-    list_changed_files,
-    merge_base,
     read_repo_config,
 )
 from .worker import JobCancelled
@@ -212,8 +211,7 @@ class Reviewer:
             config = parse_config(await read_repo_config(gh, job.repo), all_rules())
         except ConfigError as exc:
             return await self._complete(job, gh, run_id, config_error_body(job, exc)), None, None
-        changed = await list_changed_files(gh, job.repo, job.pr_number)
-        base_sha = await merge_base(gh, job.repo, pr["base"]["sha"], job.head_sha)
+        base_sha, changed = await compare_pull(gh, job.repo, job.pr_number, pr["base"]["sha"], job.head_sha)
         diff = from_pr_files(asdict(f) for f in changed.files)
         with tempfile.TemporaryDirectory(prefix="infra-review-job-") as tmp:
             head, base = Path(tmp) / "head", Path(tmp) / "base"

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # pulls/list-files returns at most 3000 files; a PR that reaches it must be treated as touching everything.
 LIST_FILES_CAP = 3000
+# A compare lists at most 300 files; past that, pulls/list-files is asked for the PR's whole list.
+COMPARE_FILES_CAP = 300
 CONFIG_PATH = ".github/infra-review.yml"
 # A header block, a pax or long-name block and padding: what an entry may add to its data in the stream.
 HEADER_ALLOWANCE = 1536
@@ -85,21 +87,31 @@ def _split(full_name: str) -> dict[str, str]:
     return {"owner": owner, "repo": repo}
 
 
+def _changed_file(item: dict[str, Any]) -> ChangedFile:
+    return ChangedFile(item["filename"], item["status"], item.get("patch"), item.get("previous_filename"))
+
+
 async def list_changed_files(gh: Any, repo: str, number: int) -> ChangedFiles:
     """All files of a PR (paginated); `everything` when GitHub's 3000-file cap is reached."""
-    files = []
-    async for item in gh.getiter("/repos/{owner}/{repo}/pulls/{pull_number}/files{?per_page}",
-                                 {**_split(repo), "pull_number": number, "per_page": 100}):
-        files.append(ChangedFile(item["filename"], item["status"], item.get("patch"),
-                                 item.get("previous_filename")))
+    files = [_changed_file(item) async for item in
+             gh.getiter("/repos/{owner}/{repo}/pulls/{pull_number}/files{?per_page}",
+                        {**_split(repo), "pull_number": number, "per_page": 100})]
     return ChangedFiles(tuple(files), everything=len(files) >= LIST_FILES_CAP)
 
 
-async def merge_base(gh: Any, repo: str, base: str, head: str) -> str:
-    """The merge base of base...head (what the PR's diff is computed against, not the base tip)."""
+async def compare_pull(gh: Any, repo: str, number: int, base: str, head: str) -> tuple[str, ChangedFiles]:
+    """The merge base of base...head (what the PR's diff is computed against, not the base tip) and the
+    PR's changed files, from one compare: three dots diff from the merge base, as the PR does. With a
+    page size the files come on page 1 only, all of them up to GitHub's 300; only a compare at that
+    cap needs pulls/list-files."""
     data = await gh.getitem("/repos/{owner}/{repo}/compare/{basehead}{?per_page}",
                             {**_split(repo), "basehead": f"{base}...{head}", "per_page": 1})
-    return data["merge_base_commit"]["sha"]
+    items = data.get("files") or []
+    if len(items) >= COMPARE_FILES_CAP:
+        changed = await list_changed_files(gh, repo, number)
+    else:
+        changed = ChangedFiles(tuple(_changed_file(i) for i in items), everything=False)
+    return data["merge_base_commit"]["sha"], changed
 
 
 async def fetch_tree(gh: Any, repo: str, ref: str, dest: Path, limits: ExtractLimits = ExtractLimits()) -> ExtractStats:
@@ -267,12 +279,11 @@ def extract_tarball(data: bytes, dest: Path, limits: ExtractLimits = ExtractLimi
 
 
 async def read_repo_config(gh: Any, repo: str, ref: str | None = None) -> str | None:
-    """Text of `.github/infra-review.yml` on `ref` (default: the default branch), None if absent."""
-    if ref is None:
-        ref = (await gh.getitem("/repos/{owner}/{repo}", _split(repo)))["default_branch"]
+    """Text of `.github/infra-review.yml` on `ref`, None if absent. Without a ref GitHub reads the
+    default branch, so the review needs no request to learn its name."""
+    template = "/repos/{owner}/{repo}/contents/{+path}" + ("{?ref}" if ref else "")
     try:
-        data = await gh.getitem("/repos/{owner}/{repo}/contents/{+path}{?ref}",
-                                {**_split(repo), "path": CONFIG_PATH, "ref": ref})
+        data = await gh.getitem(template, {**_split(repo), "path": CONFIG_PATH, "ref": ref})
     except BadRequest as exc:
         if exc.status_code == 404:
             return None
