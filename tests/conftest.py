@@ -88,6 +88,14 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The example pull request as GitHub would serve it (tests/example_pr.py), built once per module."""
+    from tests.example_pr import example_pr
+
+    return example_pr(tmp_path_factory.mktemp("example"))
+
+
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()

@@ -5,11 +5,14 @@ path and query parameters, JSON body against the operation's requestBody schema)
 would not understand lands in `violations`, which the `fakegh` fixture asserts empty. The documented
 rejections are served as GitHub serves them (422) and listed in `rejections`: more than 50
 annotations, a review comment anchored outside the diff, bodies over 65,536 characters, an invalid
-reaction. Failures can be programmed per operation (502s, a secondary rate limit, a 401 once).
+reaction. Failures can be programmed per operation (5xx, rate limits, answers that stall past the
+client's timeout, a 401 once), and events can be made to happen just before an operation is served (a
+push, the PR closed, the App uninstalled).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import gzip
@@ -20,6 +23,7 @@ import re
 import tarfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -274,6 +278,8 @@ class Failure:
     times: int
     headers: dict[str, str]
     message: str
+    stall: float = 0.0  # seconds before answering: longer than the client's timeout, it is a timeout
+    skip: int = 0  # requests of the operation served normally before the failures start
 
 
 def tarball(prefix: str, files: dict[str, bytes], *, extra: list[tarfile.TarInfo] | None = None) -> bytes:
@@ -313,7 +319,9 @@ class FakeGitHub:
         self.reactions: list[dict] = []
         self.rate_limit_resets: list[int] = []
         self._ids = itertools.count(1000)
-        self._expire_tokens = False
+        self.expired: set[str] = set()
+        self.uninstalled: set[int] = set()
+        self._before: list[tuple[str, Callable[[], None]]] = []
         self.app = web.Application()
         self.app.router.add_route("*", "/_codeload/{owner}/{repo}/{ref}", self._codeload)
         # GitHub's web pages of the App-manifest flow (not API operations): the form posts the manifest,
@@ -335,8 +343,18 @@ class FakeGitHub:
         return pull
 
     def fail(self, operation_id: str, *, status: int = 502, times: int = 1, headers: dict[str, str] | None = None,
-             message: str = "Server Error") -> None:
-        self.failures.append(Failure(operation_id, status, times, headers or {}, message))
+             message: str = "Server Error", stall: float = 0.0, skip: int = 0) -> None:
+        """After `skip` normal answers, the next `times` requests of the operation (or "codeload", the
+        tarball's redirect target) get this answer, after `stall` seconds."""
+        self.failures.append(Failure(operation_id, status, times, headers or {}, message, stall, skip))
+
+    def before(self, operation_id: str, action: Callable[[], None]) -> None:
+        """Run `action` once, when the operation is first requested: something happens mid-review."""
+        self._before.append((operation_id, action))
+
+    def uninstall(self, installation_id: int) -> None:
+        """The App is uninstalled: its tokens stop working and no new one is issued (GitHub: 401, 404)."""
+        self.uninstalled.add(installation_id)
 
     def secondary_rate_limit(self, operation_id: str, *, retry_after: int | None = 7) -> None:
         headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
@@ -345,7 +363,8 @@ class FakeGitHub:
 
     def expire_tokens(self) -> None:
         """Every installation token issued so far stops working (GitHub answers 401)."""
-        self._expire_tokens = True
+        self.expired |= set(self.tokens)
+        self.tokens.clear()
 
     def exhaust_rate_limit(self, reset_at: int) -> None:
         """The next response carries `x-ratelimit-remaining: 0` and this reset time."""
@@ -397,12 +416,12 @@ class FakeGitHub:
                 self.violations.append(f"App JWT claims rejected: {claims}")
                 return self._json({"message": "'Expiration time' claim ('exp') is too far in the future"}, 401)
             return "app", claims
+        if scheme.lower() == "token" and credential in self.expired:
+            return self._json({"message": "Bad credentials"}, 401)
         if scheme.lower() != "token" or credential not in self.tokens:
             self.violations.append(f"{op.operation_id} without a valid installation token")
             return self._json({"message": "Bad credentials"}, 401)
-        if self._expire_tokens:
-            self._expire_tokens = False
-            self.tokens.clear()
+        if self.tokens[credential] in self.uninstalled:
             return self._json({"message": "Bad credentials"}, 401)
         return "installation", self.tokens[credential]
 
@@ -423,19 +442,38 @@ class FakeGitHub:
             rec.status = 404
             return self._json({"message": "Not Found"}, 404)
         op, params = matched
+        self._run_before(op.operation_id)
         response = await self._serve(request, op, params, rec, body, has_body)
         rec.status = response.status
         return response
+
+    def _run_before(self, operation_id: str) -> None:
+        for i, (when, action) in enumerate(self._before):
+            if when == operation_id:
+                del self._before[i]
+                action()
+                return
+
+    async def _programmed_failure(self, operation_id: str) -> web.Response | None:
+        for failure in self.failures:
+            if failure.operation_id == operation_id and failure.times > 0:
+                if failure.skip:
+                    failure.skip -= 1
+                    return None
+                failure.times -= 1
+                if failure.stall:
+                    await asyncio.sleep(failure.stall)
+                return self._json({"message": failure.message}, failure.status, failure.headers)
+        return None
 
     async def _serve(self, request: web.Request, op: Operation, params: dict[str, str], rec: Recorded,
                      body: Any, has_body: bool) -> web.StreamResponse:
         auth = self._auth(request, op)
         if isinstance(auth, web.Response):
             return auth
-        for failure in self.failures:
-            if failure.operation_id == op.operation_id and failure.times > 0:
-                failure.times -= 1
-                return self._json({"message": failure.message}, failure.status, failure.headers)
+        failed = await self._programmed_failure(op.operation_id)
+        if failed is not None:
+            return failed
         rejection = self._documented_rejection(op, params, body)
         if rejection:
             return self._reject(rec, rejection)
@@ -546,6 +584,8 @@ class FakeGitHub:
 
 
     async def op_apps__create_installation_access_token(self, request, params, body):
+        if int(params["installation_id"]) in self.uninstalled:
+            return self._not_found()
         token = f"ghs_fake{next(self._ids)}"
         self.tokens[token] = int(params["installation_id"])
         data = example("apps/create-installation-access-token")
@@ -631,7 +671,13 @@ class FakeGitHub:
 
     async def _codeload(self, request: web.Request) -> web.Response:
         owner, name, ref = request.match_info["owner"], request.match_info["repo"], request.match_info["ref"]
-        self.requests.append(Recorded("GET", request.path, "codeload", dict(request.query), None, 200))
+        rec = Recorded("GET", request.path, "codeload", dict(request.query), None, 200)
+        self.requests.append(rec)
+        self._run_before("codeload")
+        failed = await self._programmed_failure("codeload")
+        if failed is not None:
+            rec.status = failed.status
+            return failed
         repo = self.repos.get(f"{owner}/{name}")
         if repo is None or ref not in repo.trees:
             return web.Response(status=404)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from gidgethub import BadRequest
 
@@ -73,6 +75,15 @@ async def test_401_refreshes_the_token_once(github, fakegh):
     await gh.getitem("/repos/{owner}/{repo}", REPO_VARS)
     assert [r.status for r in fakegh.calls("repos/get")] == [200, 401, 200]
     assert len(fakegh.calls("apps/create-installation-access-token")) == 2
+
+
+async def test_requests_refused_together_share_one_new_token(github, fakegh):
+    gh = github(1)
+    await gh.getitem("/repos/{owner}/{repo}", REPO_VARS)
+    fakegh.expire_tokens()
+    await asyncio.gather(*(gh.getitem("/repos/{owner}/{repo}", REPO_VARS) for _ in range(5)))
+    assert sorted(r.status for r in fakegh.calls("repos/get")) == [200] * 6 + [401] * 5
+    assert len(fakegh.calls("apps/create-installation-access-token")) == 2, "one refresh for the five"
 
 
 async def test_mutations_are_paced_per_installation(github, fakegh, fake_time):

@@ -97,6 +97,19 @@ def test_complete_payload_validates_and_concludes(validators) -> None:
     assert "| `overlays/production/broken` | production | error | 0 |" in summary
 
 
+def test_annotations_already_on_a_resumed_run_are_not_appended_again() -> None:
+    many = Report([replace(latest_tag(), origin=Origin(file=f"apps/{i:03}/deployment.yaml", line=3))
+                   for i in range(120)])
+    fresh = [a for body in check_run_complete(many, 1) for a in body["output"]["annotations"]]
+    assert [len(b["output"]["annotations"]) for b in check_run_complete(many, 1)] == [50, 50, 20]
+    listed = [{**a, "blob_href": "https://github.com/o/r/blob/x/" + a["path"]} for a in fresh[:60]]  # as GitHub lists them
+    resumed = check_run_complete(many, 1, already=listed)
+    assert [len(b["output"]["annotations"]) for b in resumed] == [50, 10]
+    assert [a for b in resumed for a in b["output"]["annotations"]] == fresh[60:]
+    assert resumed[0]["status"] == "completed", "the run is completed again even with nothing left to append"
+    assert check_run_complete(many, 1, already=fresh)[0]["output"]["annotations"] == []
+
+
 def test_conclusions() -> None:
     warn_new = Report([missing_probe(new=True)])
     assert conclusion(warn_new) == "neutral" and check_title(warn_new) == "1 new warning in staging"

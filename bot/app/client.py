@@ -25,7 +25,8 @@ from .metrics import Metrics, endpoint
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-Credentials = Callable[[bool], Awaitable[str]]
+# The Authorization header to send; given the one GitHub just refused with a 401, a fresh one.
+Credentials = Callable[[str | None], Awaitable[str]]
 MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 USER_AGENT = "infra-review"
 SECONDARY_LIMIT_TEXT = "secondary rate limit"
@@ -137,13 +138,13 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                     max_bytes: int | None = None) -> tuple[int, Mapping[str, str], bytes]:
         headers = dict(headers)
         caller_auth = any(k.lower() == "authorization" for k in headers)
-        refreshed = False
+        refused: str | None = None
         failures = 0
         limited = 0
         while True:
             await self._throttle.before(method)
             if not caller_auth:
-                headers["authorization"] = await self._credentials(refreshed)
+                headers["authorization"] = await self._credentials(refused)
             try:
                 status, resp_headers, data = await self._once(method, url, headers, body, max_bytes)
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
@@ -159,9 +160,9 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                              status=str(status))
             self.metrics.saw_rate_limit(self.installation_id, resp_headers)
             self._throttle.after(resp_headers)
-            if status == 401 and not refreshed and not caller_auth:
+            if status == 401 and refused is None and not caller_auth:
                 log.info("401 from %s; refreshing the token once", _path(url))
-                refreshed = True
+                refused = headers["authorization"]
                 continue
             wait = rate_limit_wait(status, resp_headers, data, now=self._clock(),
                                    secondary_wait=self.policy.secondary_wait)
@@ -247,14 +248,15 @@ class GitHubApp:
 
     def app_client(self) -> GitHubClient:
         """A client authenticated as the App itself (JWT), for /app endpoints."""
-        async def credentials(_refresh: bool) -> str:
+        async def credentials(_refused: str | None) -> str:
             return f"Bearer {self.jwt()}"
         return self._client(None, credentials)
 
     def __call__(self, installation_id: int) -> GitHubClient:
         """A client authenticated as `installation_id` (token fetched and cached on demand)."""
-        async def credentials(refresh: bool) -> str:
-            return f"token {await self.installation_token(installation_id, refresh=refresh)}"
+        async def credentials(refused: str | None) -> str:
+            stale = refused.removeprefix("token ") if refused else None
+            return f"token {await self.installation_token(installation_id, stale=stale)}"
         return self._client(installation_id, credentials)
 
     def _client(self, installation_id: int | None, credentials: Credentials) -> GitHubClient:
@@ -262,10 +264,12 @@ class GitHubApp:
                             throttle=self._throttle(installation_id), sleep=self._sleep, clock=self._clock,
                             policy=self.policy, metrics=self.metrics, installation_id=installation_id)
 
-    async def installation_token(self, installation_id: int, *, refresh: bool = False) -> str:
+    async def installation_token(self, installation_id: int, *, stale: str | None = None) -> str:
+        """The cached token, or a new one. A `stale` token (GitHub refused it) is replaced only if it is
+        still the cached one: requests refused together share the one token the first of them fetched."""
         lock = self._token_locks.setdefault(installation_id, asyncio.Lock())
         async with lock:
-            if refresh:
+            if stale is not None and self.tokens.get(installation_id) == stale:
                 self.tokens.invalidate(installation_id)
             token = self.tokens.get(installation_id)
             if token is None:

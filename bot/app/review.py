@@ -60,6 +60,7 @@ _PULL = "/repos/{owner}/{repo}/pulls/{pull_number}"
 _REVIEW_COMMENTS = "/repos/{owner}/{repo}/pulls/{pull_number}/comments{?per_page}"
 _REVIEWS = "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"
 _REVIEW_COMMENT = "/repos/{owner}/{repo}/pulls/comments/{comment_id}"
+_ANNOTATIONS = "/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations{?per_page}"
 
 
 def _vars(job: Job, **extra: Any) -> dict[str, Any]:
@@ -157,26 +158,32 @@ class Reviewer:
         self.comment_cap = comment_cap
         self._runs: dict[tuple[str, int, str], int] = {}
         self._completed: set[int] = set()
+        self._reused: set[int] = set()  # runs an earlier run of the job opened: they may hold annotations
 
     # ---- check run bookkeeping
 
     def _key(self, job: Job) -> tuple[str, int, str]:
         return (job.repo, job.pr_number, job.head_sha)
 
-    async def _open_run(self, job: Job, gh: Any) -> int | None:
-        """Our not yet completed run for this job (a resumed job must not leave its first run hanging)."""
+    async def _open_run(self, job: Job, gh: Any, *, or_completed: bool = False) -> int | None:
+        """Our not yet completed run for this job (a resumed job must not leave its first run hanging),
+        else, `or_completed`, our newest completed one: an earlier run of this job that failed after
+        completing it is completed again, not joined by a second run."""
         data = await gh.getitem(_RUNS_FOR_REF, _vars(job, ref=job.head_sha, check_name=payloads.CHECK_NAME,
                                                      per_page=100))
-        for run in data.get("check_runs") or []:
-            if run.get("status") != "completed" and str(run.get("external_id") or "") == str(job.pr_number):
+        ours = [run for run in data.get("check_runs") or [] if str(run.get("external_id") or "") == str(job.pr_number)]
+        for run in ours:
+            if run.get("status") != "completed":
                 return int(run["id"])
-        return None
+        return max((int(run["id"]) for run in ours), default=None) if or_completed else None
 
     async def _start(self, job: Job, gh: Any) -> int:
-        run_id = await self._open_run(job, gh) if job.resumed else None
+        run_id = await self._open_run(job, gh, or_completed=True) if job.resumed else None
         if run_id is None:
             created = await gh.post(_CHECK_RUNS, _vars(job), data=payloads.check_run_create(job.head_sha, job.pr_number))
             run_id = int(created["id"])
+        else:
+            self._reused.add(run_id)
         self._runs[self._key(job)] = run_id
         return run_id
 
@@ -196,6 +203,7 @@ class Reviewer:
         # Kept when the review raises or is cancelled: `fail` needs the run and whether it completed.
         self._runs.pop(self._key(job), None)
         self._completed.discard(run_id)
+        self._reused.discard(run_id)
         found = [f for f in report.findings if not f.suppressed] if report else []
         return Outcome(str(run.get("conclusion") or ""), len(found), run.get("html_url"),
                        time.monotonic() - started, dict(progress.timings) if progress else {},
@@ -233,7 +241,9 @@ class Reviewer:
                        spans: dict[int, tuple[int, int]]) -> dict[str, Any]:
         """Check run, review and stale comments; returns the completed check run."""
         run: dict[str, Any] = {}
-        for body in payloads.check_run_complete(report, job.pr_number, fail_on=config.fail_on):
+        already = [a async for a in gh.getiter(_ANNOTATIONS, _vars(job, check_run_id=run_id, per_page=100))] \
+            if run_id in self._reused else []
+        for body in payloads.check_run_complete(report, job.pr_number, fail_on=config.fail_on, already=already):
             run = await self._complete(job, gh, run_id, body)
         author = app_login(run)
         existing = await self._comments(job, gh, author)
@@ -261,6 +271,7 @@ class Reviewer:
         """Complete the job's run with an explanation. A run already completed (results posted, then
         the review or a deletion failed) is left as it is: its conclusion is right."""
         run_id = self._runs.pop(self._key(job), None)
+        self._reused.discard(run_id or 0)
         if run_id in self._completed:
             self._completed.discard(run_id)
             return

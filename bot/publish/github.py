@@ -8,6 +8,7 @@ of summary/text, one bad comment anchor rejects a whole review).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -195,6 +196,12 @@ def check_annotations(report: Report, fail_on: str = "new") -> list[dict[str, An
     return out
 
 
+def annotation_key(ann: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells an annotation from another, as sent and as GitHub lists it back."""
+    return (ann.get("path"), ann.get("start_line"), ann.get("end_line"), ann.get("annotation_level"),
+            ann.get("title"), ann.get("message"))
+
+
 def check_run_create(head_sha: str, pr_number: int, started_at: str | None = None) -> dict[str, Any]:
     """`checks/create`: the run GitHub shows while the review works; `external_id` carries the PR
     number because fork PRs arrive with an empty `pull_requests` list on check events."""
@@ -215,11 +222,19 @@ def check_run_complete(
     completed_at: str | None = None,
     fail_on: str = "new",
     details_url: str | None = None,
+    already: Iterable[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """`checks/update` bodies, in order. The first completes the run; each further one appends the
     next 50 annotations (GitHub appends annotations on update) and repeats title/summary/text,
-    since an update's output replaces the previous one."""
-    anns = check_annotations(report, fail_on)
+    since an update's output replaces the previous one. Annotations `already` on the run (an earlier
+    run of the same job got that far) are not appended twice."""
+    posted = Counter(annotation_key(a) for a in already)
+    anns = []
+    for ann in check_annotations(report, fail_on):
+        if posted[annotation_key(ann)] > 0:
+            posted[annotation_key(ann)] -= 1
+        else:
+            anns.append(ann)
     output = {"title": check_title(report, fail_on), "summary": check_summary(report, fail_on),
               "text": check_text(report)}
     batches = [anns[i:i + MAX_ANNOTATIONS] for i in range(0, len(anns), MAX_ANNOTATIONS)] or [[]]
