@@ -321,7 +321,7 @@ class FakeGitHub:
         self._ids = itertools.count(1000)
         self.expired: set[str] = set()
         self.uninstalled: set[int] = set()
-        self._before: list[tuple[str, Callable[[], None]]] = []
+        self._before: list[tuple[str, int, Callable[[], None]]] = []
         self.app = web.Application()
         self.app.router.add_route("*", "/_codeload/{owner}/{repo}/{ref}", self._codeload)
         # GitHub's web pages of the App-manifest flow (not API operations): the form posts the manifest,
@@ -348,9 +348,11 @@ class FakeGitHub:
         tarball's redirect target) get this answer, after `stall` seconds."""
         self.failures.append(Failure(operation_id, status, times, headers or {}, message, stall, skip))
 
-    def before(self, operation_id: str, action: Callable[[], None]) -> None:
-        """Run `action` once, when the operation is first requested: something happens mid-review."""
-        self._before.append((operation_id, action))
+    def before(self, operation_id: str, action: Callable[[], None], nth: int = 1) -> None:
+        """Run `action` once, when the operation is requested for the `nth` time (counted from now):
+        something happens mid-review. The request is then served as usual."""
+        seen = sum(1 for r in self.requests if r.operation_id == operation_id)
+        self._before.append((operation_id, seen + nth, action))
 
     def uninstall(self, installation_id: int) -> None:
         """The App is uninstalled: its tokens stop working and no new one is issued (GitHub: 401, 404)."""
@@ -448,8 +450,10 @@ class FakeGitHub:
         return response
 
     def _run_before(self, operation_id: str) -> None:
-        for i, (when, action) in enumerate(self._before):
-            if when == operation_id:
+        """Called once the request is recorded, so the count includes it."""
+        count = sum(1 for r in self.requests if r.operation_id == operation_id)
+        for i, (when, nth, action) in enumerate(self._before):
+            if when == operation_id and nth == count:
                 del self._before[i]
                 action()
                 return

@@ -51,6 +51,7 @@ def test_private_key_from_path_and_escaped_newlines(private_key, tmp_path):
     ({"PORT": "70000"}, "PORT"),
     ({"GITHUB_API_URL": "ftp://x"}, "GITHUB_API_URL"),
     ({"QUEUE_URL": "postgres://x"}, "QUEUE_URL"),
+    ({"QUEUE_URL": "redis://cache:6379/0?lease=forever"}, "QUEUE_URL.*lease=forever must be a number"),
     ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
     ({"REVIEW_DRAFTS": "maybe"}, "REVIEW_DRAFTS"),
     ({"QUEUE_RETENTION_DAYS": "2"}, "QUEUE_RETENTION_DAYS"),

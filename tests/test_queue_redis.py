@@ -155,6 +155,10 @@ async def test_open_queue_reads_redis_urls_and_prefix(redis_url, prefix):
     q = open_queue(f"{redis_url}?prefix={prefix}")
     assert isinstance(q, RedisQueue) and q.prefix == prefix and "prefix" not in q.url
     assert open_queue("redis://:hunter2@cache.internal:6379/0").prefix == DEFAULT_PREFIX
+    assert open_queue(f"{redis_url}?lease=2.5&prefix=x:").lease == 2.5
+    for bad in ("0", "soon", "7200"):
+        with pytest.raises(ValueError, match=f"lease={bad} must be a number of seconds from 1 to 3600"):
+            open_queue(f"{redis_url}?lease={bad}")
     assert "hunter2" not in repr(open_queue("rediss://:hunter2@cache.internal:6380/1"))
     await q.open()
     stored = await q.enqueue(job())

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from ..queue import open_queue
+
 T = TypeVar("T")
 N = TypeVar("N", int, float)
 
@@ -219,6 +221,10 @@ def _queue_url(env: Mapping[str, str]) -> str:
     if not value.startswith(("sqlite://", "redis://", "rediss://")):
         raise SettingsError("QUEUE_URL must start with sqlite:// or redis:// (rediss:// for TLS): fix it, or unset "
                             f"it for {DEFAULT_QUEUE_URL}")
+    try:
+        open_queue(value)  # connects nothing: parses the URL and its parameters
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     return value
 
 
