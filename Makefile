@@ -10,7 +10,7 @@ KUSTOMIZE_SHA256 := 6703a3a70a0c47cf0b37694030b54f1175a9dfeb17b3818b623ed58b9dbc
 WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -rs -n $(WORKERS) --dist worksteal
 
-.PHONY: test test-fast demo lint venv clean kustomize bench
+.PHONY: test test-fast demo lint venv clean kustomize bench bench-load
 LINT := $(VENV)/bin/ruff check $(wildcard bot rules tests bench) && $(PY) -m mypy
 
 venv: $(STAMP)
@@ -54,3 +54,7 @@ clean:
 # Benchmarks print figures and write bench/RESULTS.md; they are never part of `make test`.
 bench: $(STAMP)
 	$(PY) -m bench.perf --write
+
+# 2,000 signed deliveries at 200/s into the real service over loopback (figures printed, not written).
+bench-load: $(STAMP)
+	$(PY) -m bench.load

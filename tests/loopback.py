@@ -1,8 +1,9 @@
 """Local HTTP servers for the tests: a free port on 127.0.0.1, every request recorded, every accepted
-connection counted (so a test can say that nothing reached a server)."""
+connection counted (so a test can say that nothing reached a server); and the processes a server started."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import threading
@@ -12,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import aiohttp
 
 Route = tuple[int, dict[str, str], bytes] | Callable[[BaseHTTPRequestHandler], None]
 
@@ -118,3 +121,53 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """The processes below `pid` with their command lines, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = {}, {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier and child not in found}
+        for child in frontier:
+            try:
+                found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                found[child] = ""
+    return found
+
+
+async def store_is_idle(queue_url: str) -> bool:
+    """Whether the queue at `queue_url` (another process's) has nothing left to do."""
+    from bot.queue import open_queue
+
+    queue = open_queue(queue_url)
+    await queue.open()
+    try:
+        return (await queue.stats()).idle
+    finally:
+        await queue.close()
+
+
+async def wait_for_health(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Until the service at `url` (run by `proc`) answers GET /health with 200; RuntimeError when
+    the process exits first or `timeout` seconds pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {proc.returncode}")
+        try:
+            async with session.get(f"{url}/health") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the service did not answer /health in {timeout:g} s")

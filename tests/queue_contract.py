@@ -72,6 +72,20 @@ class QueueContract:
         assert await queue.state(first.id) is JobState.SUPERSEDED
         assert (await queue.claim()).id == newest.id
 
+    async def test_a_delivery_handled_again_gets_its_live_job_back(self, queue):
+        """Its process died after queueing the job and before marking the delivery handled: handling it
+        again must not review the head twice (two check runs on one commit)."""
+        first = await queue.enqueue(job("a" * 40, delivery="d1"))
+        again = await queue.enqueue(job("a" * 40, delivery="d1"))
+        assert (again.id, again.state) == (first.id, JobState.QUEUED)
+        claimed = await queue.claim()
+        while_running = await queue.enqueue(job("a" * 40, delivery="d1"))
+        assert (while_running.id, while_running.state) == (claimed.id, JobState.RUNNING)
+        assert [j.id for j in await queue.live_jobs(REPO, 2)] == [first.id]
+        assert await queue.finish(first.id, JobState.DONE)
+        after = await queue.enqueue(job("a" * 40, delivery="d1"))
+        assert after.id != first.id, "once done, the same delivery is new work (as a re-run would be)"
+
     async def test_same_head_recheck_waits_for_running_job(self, queue):
         first = await queue.enqueue(job("a" * 40))
         await queue.claim()

@@ -28,11 +28,10 @@ import aiohttp
 import pytest
 
 from bot.publish.github import annotation_key, marker, parse_fingerprints
-from bot.queue import open_queue
 from tests.conftest import APP_ID, SECRET, load_payload, seed_pull_from_payload, signed
 from tests.example_pr import opened, seed_example
 from tests.fakegh import FakeGitHub
-from tests.loopback import free_port
+from tests.loopback import descendants, free_port, store_is_idle, wait_for_health
 from tests.test_queue_redis import redis_url  # noqa: F401  (the session's redis-server)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,24 +54,11 @@ POINTS = {
 SEEDS = range(3)
 
 
-def descendants(pid: int) -> dict[int, str]:
-    """The processes below `pid` with their command lines, from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = {}, {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier and child not in found}
-        for child in frontier:
-            try:
-                found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                found[child] = ""
-    return found
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 async def kill_during_build(service: Service, nth: int) -> None:
@@ -105,27 +91,31 @@ class Service:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log = env, log
         self.proc: subprocess.Popen | None = None
+        self.orphans: set[int] = set()
         self.url = f"http://127.0.0.1:{env['PORT']}"
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         with self.log.open("a") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1"],
                                          cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        for _ in range(600):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the service exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                async with session.get(f"{self.url}/health") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise AssertionError("the service did not answer /health in 30 s")
+        try:
+            await wait_for_health(session, self.url, self.proc)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}:\n{self.log.read_text()}") from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.orphans |= set(descendants(self.proc.pid))
             os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def no_orphans(self, timeout: float = 30.0) -> None:
+        """What the killed service had started (the forkserver, a review's process, its builds) stops too."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while alive := [pid for pid in self.orphans if running(pid)]:
+            if loop.time() > deadline:
+                raise AssertionError(f"processes of the killed service still run: {alive}")
+            await asyncio.sleep(0.05)
 
     async def dead(self) -> None:
         assert self.proc is not None
@@ -171,17 +161,6 @@ def queue_urls(request: Any, tmp_path: Path) -> Callable[[str], str]:
     return make
 
 
-async def is_settled(queue_url: str) -> bool:
-    """Every stored delivery handled and no job queued or running, as the store says."""
-    queue = open_queue(queue_url)
-    await queue.open()
-    try:
-        stats = await queue.stats()
-        return stats.deliveries_pending == 0 and stats.queued == 0 and stats.running == 0
-    finally:
-        await queue.close()
-
-
 async def dead_or_settled(service: Service, queue_url: str, timeout: float = 90.0) -> bool:
     """Waits until the service was killed (True) or finished everything alive (False)."""
     loop = asyncio.get_running_loop()
@@ -191,7 +170,7 @@ async def dead_or_settled(service: Service, queue_url: str, timeout: float = 90.
         if service.proc.poll() is not None:
             assert service.proc.returncode == -signal.SIGKILL, service.proc.returncode
             return True
-        if await is_settled(queue_url):
+        if await store_is_idle(queue_url):
             return False
         await asyncio.sleep(0.05)
     raise AssertionError("the service neither died nor settled in time")
@@ -235,6 +214,7 @@ async def review_with_kills(aiohttp_server: Any, private_key: str, example: dict
                 if not await dead_or_settled(service, queue_url):
                     break  # the resumed review no longer reaches this point: nothing to kill there
                 killed.append(point)
+                await service.no_orphans()
                 await service.start(session)
             assert not await dead_or_settled(service, queue_url), "killed, but no kill was asked for"
     except BaseException:

@@ -7,7 +7,9 @@ import asyncio
 import dataclasses
 import gc
 import json
+import multiprocessing
 import os
+import signal
 import threading
 import time
 import tracemalloc
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.app.review import in_thread
+from bot.app.isolated import ReviewFailed, ReviewProcessDied, in_process
 from bot.app.worker import ReviewTimeout
 from bot.config import Config, ConfigError, effective_policy, parse_config
 from bot.deadline import Deadline, Stopped
@@ -264,26 +266,49 @@ def test_rules_stop_between_rules_once_the_deadline_passes(tmp_path: Path):
         run_check(tmp_path, None, Config.default(), cache=DiskCache(None), deadline=late)
 
 
-async def test_a_cancelled_review_waits_for_its_thread_to_stop():
-    """`in_thread`: cancelling the awaiting task cancels the work's deadline and returns only once the
-    thread has left the work, so no worker thread is kept busy by a review nobody waits for."""
-    entered, left = threading.Event(), threading.Event()
+def spin_until_stopped(marks: Path, *, deadline: Deadline) -> None:
+    """Work that only stops when its deadline says so (run in the review's child process)."""
+    (marks / "entered").touch()
+    try:
+        while True:
+            deadline.check()
+            time.sleep(0.01)
+    finally:
+        (marks / "left").touch()
 
-    def work(*, deadline: Deadline) -> None:
-        entered.set()
-        try:
-            while True:
-                deadline.check()
-                time.sleep(0.01)
-        finally:
-            left.set()
 
-    task = asyncio.create_task(in_thread(work))
-    await asyncio.to_thread(entered.wait, 5)
+async def test_a_cancelled_review_stops_its_process_at_the_next_step(tmp_path):
+    """`in_process`: cancelling the awaiting task cancels the work's deadline in the child, and returns
+    only once the child has left the work and exited, so no process outlives a review nobody waits for."""
+    task = asyncio.create_task(in_process(spin_until_stopped, tmp_path))
+    await eventually(lambda: (tmp_path / "entered").exists(), what="the child to start the work")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert left.is_set()
+    assert (tmp_path / "left").exists(), "the work left through its deadline, not a kill"
+    assert not multiprocessing.active_children()
+
+
+def dies(*, deadline: Deadline) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def raises(kind: str, *, deadline: Deadline) -> None:
+    if kind == "plain":
+        raise ValueError("the tree is bad")
+
+    class Local(Exception):  # cannot be rebuilt by the parent
+        pass
+    raise Local("a reason only the child can name")
+
+
+async def test_a_review_process_that_dies_or_raises_is_an_error_not_a_dead_service():
+    with pytest.raises(ReviewProcessDied, match="killed by SIGKILL: most likely out of memory"):
+        await in_process(dies)
+    with pytest.raises(ValueError, match="the tree is bad"):
+        await in_process(raises, "plain")
+    with pytest.raises(ReviewFailed, match="Local: a reason only the child can name"):
+        await in_process(raises, "local")
 
 
 async def test_a_review_past_its_deadline_fails_and_says_why(make_bot, fakegh, settings):

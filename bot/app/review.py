@@ -13,15 +13,15 @@ those GitHub says the App's bot user wrote, never whatever carries a fingerprint
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from gidgethub import GitHubException
 
@@ -36,6 +36,7 @@ from bot.review.anchors import DiffIndex, from_pr_files
 from bot.review.progress import Progress
 from rules import all_rules
 
+from .isolated import in_process
 from .outcome import Outcome
 from .source import (
     CONFIG_PATH,
@@ -48,8 +49,6 @@ from .source import (
 from .worker import JobCancelled
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-STOP_GRACE = 30.0  # seconds a cancelled review's thread gets to reach its next step
 
 IsCurrent = Callable[[Job, Any], Awaitable[bool]]
 
@@ -142,9 +141,12 @@ def error_body(job: Job, exc: BaseException) -> dict[str, Any]:
                        "Comment `/recheck` on the pull request or press Re-check to try again.")
 
 
-def spans_finder(spans: dict[int, tuple[int, int]]) -> payloads.SpanOf:
+def spans_finder(findings: list[Finding], spans: dict[int, tuple[int, int]]) -> payloads.SpanOf:
+    """`spans` by the finding's position in `findings`, asked by finding."""
+    by_id = {id(f): spans[i] for i, f in enumerate(findings) if i in spans}
+
     def object_span(f: Finding) -> tuple[int, int] | None:
-        return spans.get(id(f))
+        return by_id.get(id(f))
     return object_span
 
 
@@ -221,15 +223,18 @@ class Reviewer:
             return await self._complete(job, gh, run_id, config_error_body(job, exc)), None, None
         base_sha, changed = await compare_pull(gh, job.repo, job.pr_number, pr["base"]["sha"], job.head_sha)
         diff = from_pr_files(asdict(f) for f in changed.files)
-        with tempfile.TemporaryDirectory(prefix="infra-review-job-") as tmp:
-            head, base = Path(tmp) / "head", Path(tmp) / "base"
+        tmp = Path(tempfile.mkdtemp(prefix="infra-review-job-"))
+        try:
+            head, base = tmp / "head", tmp / "base"
             try:
                 await fetch_trees(gh, job.repo, ((job.head_sha, head), (base_sha, base)), self.limits)
             except ArchiveRejected as exc:
                 return await self._complete(job, gh, run_id, archive_error_body(job, exc)), None, None
-            progress = Progress()
-            report, spans = await in_thread(_check, head, base, config,
-                                            None if changed.everything else changed.paths, progress)
+            report, spans, progress = await in_process(_check, head, base, config,
+                                                       None if changed.everything else changed.paths)
+        finally:
+            # Off the event loop: removing two extracted trees takes long enough to delay webhook acks.
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
         report.head_sha = job.head_sha
         if not await self.is_current(job, gh):
             log.info("%s#%s: %s is no longer the head; results not published", job.repo, job.pr_number,
@@ -248,7 +253,7 @@ class Reviewer:
         author = app_login(run)
         existing = await self._comments(job, gh, author)
         review = payloads.review_payload(report, diff, payloads.open_fingerprints(existing, author),
-                                         cap=self.comment_cap, mode=config.comments, object_span=spans_finder(spans))
+                                         cap=self.comment_cap, mode=config.comments, object_span=spans_finder(report.findings, spans))
         if review is not None:
             await gh.post(_REVIEWS, _vars(job, pull_number=job.pr_number), data=review)
         current = {f.fingerprint for f in report.findings if not f.suppressed}
@@ -301,31 +306,19 @@ async def fetch_trees(gh: Any, repo: str, trees: Iterable[tuple[str, Path]], lim
         raise failed.exceptions[0] from None
 
 
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args, deadline=...)` in a worker thread. Python cannot interrupt a thread, so when the
-    awaiting review is cancelled (superseded, closed, out of time) the work's Deadline is cancelled and
-    the thread awaited: it stops at its next step, and no thread outlives its review."""
-    deadline = Deadline()
-    future = asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, deadline=deadline))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        deadline.cancel("the review was cancelled")
-        await asyncio.wait({future}, timeout=STOP_GRACE)
-        if future.done() and not future.cancelled():
-            future.exception()  # retrieved: it is the Stopped we asked for
-        raise
-
-
-def _check(head: Path, base: Path, config: Config, changed: frozenset[str] | None, progress: Progress,
-           deadline: Deadline) -> tuple[Report, dict[int, tuple[int, int]]]:
-    """Blocking part of a review (rendering, rules, spans), run in a worker thread."""
+def _check(head: Path, base: Path, config: Config, changed: frozenset[str] | None,
+           deadline: Deadline) -> tuple[Report, dict[int, tuple[int, int]], Progress]:
+    """Blocking part of a review (rendering, rules, spans), run in a child process (bot.app.isolated).
+    Spans are keyed by position in the report's findings: ids do not survive the trip back."""
     from bot.review.pipeline import run_check
     from bot.review.spans import object_spans
 
+    progress = Progress()
     report = run_check(head, base, config, changed=changed, affected_only=changed is not None, deadline=deadline,
                        diff=True, progress=progress)
-    return report, object_spans(head, [f for f in report.findings if f.new])
+    spans = object_spans(head, [f for f in report.findings if f.new])
+    index = {id(f): i for i, f in enumerate(report.findings)}
+    return report, {index[key]: span for key, span in spans.items() if key in index}, progress
 
 
 _DEFAULT = Reviewer()

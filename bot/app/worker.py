@@ -153,7 +153,11 @@ class Worker:
             except Exception:
                 log.exception("worker step failed")
                 busy = False
-            if not busy and not self._draining:
+            if busy:
+                # A step may finish without awaiting anything (the SQLite queue answers synchronously):
+                # yield, so a backlog of deliveries never keeps webhooks waiting for their ack.
+                await asyncio.sleep(0)
+            elif not self._draining:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll)

@@ -177,6 +177,11 @@ class QueueStats:
     dead_letters: int
     deliveries_pending: int
 
+    @property
+    def idle(self) -> bool:
+        """Every stored delivery handled, no job queued or running."""
+        return self.deliveries_pending == 0 and self.queued == 0 and self.running == 0
+
 
 class Queue(abc.ABC):
     """Everything the server and worker need from storage; implementations must be durable."""
@@ -204,7 +209,9 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue(self, job: Job) -> Job:
-        """Store a queued job; older queued work for the PR and running work on another SHA is superseded."""
+        """Store a queued job; older queued work for the PR and running work on another SHA is superseded.
+        A delivery handled again (its process died before marking it handled) while the job it queued for
+        this head is still live gets that job back: nothing is superseded, nothing added."""
 
     @abc.abstractmethod
     async def cancel_pr(self, repo: str, pr_number: int) -> int:

@@ -178,7 +178,14 @@ ENQUEUE = LIB + """
 local repo, pr, sha = ARGV[3], ARGV[4], ARGV[5]
 local pk = prkey(repo, pr)
 local t = now()
-for _, id in ipairs(redis.call('SMEMBERS', pk .. ':live')) do
+local live = redis.call('SMEMBERS', pk .. ':live')
+for _, id in ipairs(live) do
+  local f = redis.call('HMGET', jkey(id), 'state', 'head_sha', 'delivery_id')
+  if LIVE[f[1]] and f[2] == sha and f[3] == ARGV[7] then
+    return {tonumber(id), f[1]}
+  end
+end
+for _, id in ipairs(live) do
   local f = redis.call('HMGET', jkey(id), 'state', 'head_sha')
   if f[1] == 'queued' then
     move(id, 'queued', 'superseded')
@@ -196,7 +203,7 @@ redis.call('SADD', pk .. ':live', id)
 redis.call('ZADD', P .. 'jobs', id, id)
 redis.call('ZADD', P .. 'repo:' .. repo, id, id)
 redis.call('ZADD', pk .. ':all', id, id)
-return id
+return {id, 'queued'}
 """
 
 # ARGV: prefix, repo, pr_number
@@ -521,9 +528,9 @@ class RedisQueue(Queue):
             self._held_delivery = None
 
     async def enqueue(self, job: Job) -> Job:
-        job_id = await self._run("enqueue", job.installation_id, job.repo, job.pr_number, job.head_sha,
-                                 job.reason, job.delivery_id, job.attempt, job.failures)
-        return replace(job, id=int(job_id), state=JobState.QUEUED, claims=0)
+        job_id, state = await self._run("enqueue", job.installation_id, job.repo, job.pr_number, job.head_sha,
+                                        job.reason, job.delivery_id, job.attempt, job.failures)
+        return replace(job, id=int(job_id), state=JobState(str(state)), claims=0)
 
     async def cancel_pr(self, repo: str, pr_number: int) -> int:
         return int(await self._run("cancel_pr", repo, pr_number))

@@ -235,6 +235,12 @@ class SqliteQueue(Queue):
 
     async def enqueue(self, job: Job) -> Job:
         with self._tx() as db:
+            again = db.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE repo = ? AND pr_number = ? AND state IN (?, ?)"
+                " AND head_sha = ? AND delivery_id = ? ORDER BY id LIMIT 1",
+                (job.repo, job.pr_number, JobState.QUEUED, JobState.RUNNING, job.head_sha, job.delivery_id)).fetchone()
+            if again is not None:
+                return _job(again)
             db.execute("UPDATE jobs SET state = ?, finished_at = ? WHERE repo = ? AND pr_number = ? AND state = ?",
                        (JobState.SUPERSEDED, time.time(), job.repo, job.pr_number, JobState.QUEUED))
             db.execute(
