@@ -100,3 +100,5 @@ class EnvContext:
     rendered_releases: frozenset[ResourceId] = frozenset()
     # The repository's `creators:` (bot.config.Creator): objects that create others, beyond rules.creators.
     creators: tuple[Any, ...] = ()
+    # Indexes rules derive from `objects` once per environment (rules.base.indexed), not once per object.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

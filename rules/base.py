@@ -11,11 +11,13 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.model import SEVERITIES, Finding, Suggestion, format_path, parse_path
 from bot.objects import EnvContext, RenderedObject
 from bot.quantity import parse_quantity as parse_quantity  # re-exported: rules compare quantities with it
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from rules.repo_checks import RepoScope
@@ -150,6 +152,14 @@ WORKLOAD_GROUPS: dict[str, frozenset[str]] = {
     "Pod": frozenset({""}),
 }
 SHORT_LIVED = frozenset({"Job", "CronJob"})
+
+
+def indexed(ctx: EnvContext, name: str, build: Callable[[EnvContext], T]) -> T:
+    """`build(ctx)`, once per environment: an index a rule consults for each object (which HPAs scale
+    a workload, what a namespace enforces) costs one pass over the objects, not one per question."""
+    if name not in ctx.memo:
+        ctx.memo[name] = build(ctx)
+    return ctx.memo[name]
 
 
 def is_kind(obj: RenderedObject, kind: str, *groups: str) -> bool:

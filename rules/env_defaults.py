@@ -32,7 +32,7 @@ def _replica_findings(ctx: EnvContext, rule: Rule, minimum: int) -> Iterator[Fin
             value, field, what = sr.max_replicas(obj), "spec.maxReplicas", "maxReplicas (it scales to zero by design)"
         elif sr.is_hpa(obj) and sr.hpa_target(obj):
             value, field, what = sr.min_replicas(obj), "spec.minReplicas", "minReplicas"
-        elif sr.is_scaled_workload(obj) and not sr.hpas_for(ctx.objects, obj):
+        elif sr.is_scaled_workload(obj) and not sr.hpas_for(ctx, obj):
             value, field, what = sr.replicas(obj), "spec.replicas", "replicas"
         else:
             continue

@@ -22,6 +22,7 @@ from rules.base import (
     example,
     example_deployment,
     finding,
+    indexed,
     only_this_environment,
     per_env,
     pod_meta_path,
@@ -40,15 +41,20 @@ SECURE = {
 }
 
 
-def enforced(ctx: EnvContext, namespace: str) -> tuple[str, str] | None:
-    """(level, version) the namespace enforces, from the Namespace rendered in this environment."""
+def _enforcing(ctx: EnvContext) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
     for obj in ctx.objects:
-        if obj.kind == "Namespace" and obj.id.group == "" and obj.name == namespace:
+        if obj.kind == "Namespace" and obj.id.group == "" and obj.name not in out:
             level = str(obj.labels.get(ENFORCE) or "")
             if level in LEVELS:
                 version = str(obj.labels.get(ENFORCE_VERSION) or "latest")
-                return level, ctx.kube_version if version == "latest" else version
-    return None
+                out[obj.name] = (level, ctx.kube_version if version == "latest" else version)
+    return out
+
+
+def enforced(ctx: EnvContext, namespace: str) -> tuple[str, str] | None:
+    """(level, version) the namespace enforces, from the Namespace rendered in this environment."""
+    return indexed(ctx, "pod-security enforce", _enforcing).get(namespace)
 
 
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,8 +42,20 @@ def _selects_nothing(svc_label: str, selector: dict[str, Any], namespace: str, e
     return text + ". If nothing adds them, it has no endpoints and every request to it fails."
 
 
+def _index(pods: list[PodSpec]) -> tuple[dict[str, list[PodSpec]], dict[tuple[str, str, str], list[PodSpec]]]:
+    """Pod templates by namespace, and by (namespace, label, value): a selector's candidates are the
+    templates carrying its first pair, so each Service costs what it may select, not every template."""
+    by_namespace: dict[str, list[PodSpec]] = defaultdict(list)
+    by_pair: dict[tuple[str, str, str], list[PodSpec]] = defaultdict(list)
+    for pod in pods:
+        by_namespace[pod.obj.namespace].append(pod)
+        for key, value in pod.labels.items():
+            by_pair[(pod.obj.namespace, str(key), str(value))].append(pod)
+    return by_namespace, by_pair
+
+
 def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
-    pods = list(workloads(ctx.objects))
+    by_namespace, by_pair = _index(list(workloads(ctx.objects)))
     opaque = opaque_namespaces(ctx)
     created = created_in(ctx)
     for svc in ctx.objects:
@@ -52,8 +65,10 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
         selector = spec.get("selector")
         if spec.get("type") == "ExternalName" or not isinstance(selector, dict) or not selector:
             continue
-        here = [p for p in pods if p.obj.namespace == svc.namespace]
-        selected: list[PodSpec] = [p for p in here if map_selects(selector, p.labels)]
+        here = by_namespace.get(svc.namespace, [])
+        key, value = next(iter(selector.items()))
+        candidates = by_pair.get((svc.namespace, str(key), str(value)), [])
+        selected: list[PodSpec] = [p for p in candidates if map_selects(selector, p.labels)]
         if not selected and svc.namespace in opaque:
             continue
         if not selected:

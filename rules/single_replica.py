@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from bot.model import Finding, as_dict
 from bot.objects import EnvContext, RenderedObject
@@ -12,6 +12,7 @@ from rules.base import (
     example,
     example_deployment,
     finding,
+    indexed,
     is_kind,
     per_env,
     replace_scalar_line,
@@ -38,12 +39,18 @@ def hpa_target(hpa: RenderedObject) -> tuple[str, str] | None:
     return (str(ref["kind"]), str(ref.get("name") or "")) if group in ("apps", "extensions") else None
 
 
-def hpas_for(objects: Iterable[RenderedObject], workload: RenderedObject) -> list[RenderedObject]:
-    return [
-        o
-        for o in objects
-        if is_hpa(o) and o.namespace == workload.namespace and hpa_target(o) == (workload.kind, workload.name)
-    ]
+def _hpas_by_target(ctx: EnvContext) -> dict[tuple[str, str, str], list[RenderedObject]]:
+    out: dict[tuple[str, str, str], list[RenderedObject]] = {}
+    for o in ctx.objects:
+        target = hpa_target(o) if is_hpa(o) else None
+        if target is not None:
+            out.setdefault((o.namespace, *target), []).append(o)
+    return out
+
+
+def hpas_for(ctx: EnvContext, workload: RenderedObject) -> list[RenderedObject]:
+    """The HPAs of the environment that scale `workload`."""
+    return indexed(ctx, "hpas", _hpas_by_target).get((workload.namespace, workload.kind, workload.name), [])
 
 
 def count(value: object) -> int:
@@ -117,7 +124,7 @@ def check(ctx: EnvContext, rule: Rule) -> Iterator[Finding]:
                 remediation=f"Set `spec.minReplicas: {target}` on the HPA.",
                 suggestion=replace_scalar_line(ctx, obj, "spec.minReplicas", str(target)),
             )
-        elif is_scaled_workload(obj) and not hpas_for(ctx.objects, obj) and replicas(obj) < least:
+        elif is_scaled_workload(obj) and not hpas_for(ctx, obj) and replicas(obj) < least:
             unset = "replicas" not in (obj.obj.get("spec") or {})
             yield finding(
                 rule,

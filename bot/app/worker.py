@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 RETRY_BASE = 30.0  # seconds before the first retry of a failed review; doubled for each further failure
 RETRY_CAP = 900.0
-UNWIND = 10.0  # seconds a released review gets to stop (its thread to reach a step) before its task is cancelled
+UNWIND = 10.0  # seconds a released review gets to stop (its process to reach a step) before its task is cancelled
 
 # A review may return what it concluded (bot.app.review.Outcome): the worker stores it for the status
 # page and counts it in the metrics.
@@ -291,7 +291,7 @@ class Worker:
 
     async def _timed(self, review: Awaitable[Any]) -> Any:
         """The review (and what it returns) under the overall deadline: past it, the review is cancelled
-        (which stops its rendering thread) and fails with ReviewTimeout."""
+        (which stops its rendering process) and fails with ReviewTimeout."""
         limit = self.ctx.settings.review_timeout
         try:
             async with asyncio.timeout(limit):

@@ -88,12 +88,16 @@ class RepoModel:
     def flux_kustomizations(self) -> list[FluxRef]:
         return [f for f in self.flux_objects if f.kind == "Kustomization"]
 
+    @cached_property
+    def _git_repositories(self) -> dict[str, FluxRef]:
+        return {f.name: f for f in self.flux_objects if f.kind == "GitRepository"}
+
     def _is_self(self, kind: str, name: str) -> bool:
         """Whether a source is this repository: the bootstrap GitRepository, one with the same URL,
         or a GitRepository the repo does not define (the usual `flux-system` sync)."""
         if kind != "GitRepository":
             return False
-        repos = {f.name: f for f in self.flux_objects if f.kind == "GitRepository"}
+        repos = self._git_repositories
         boot = repos.get(BOOTSTRAP_SOURCE)
         mine = repos.get(name)
         if name == BOOTSTRAP_SOURCE or mine is None:

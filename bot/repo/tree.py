@@ -120,6 +120,7 @@ class RepoTree:
 
     root: Path
     _docs: dict[str, list[YamlDoc] | tuple[str, int | None]] = field(default_factory=dict, repr=False)
+    _lines: dict[str, list[str]] = field(default_factory=dict, repr=False)
     memo: dict[tuple, object] = field(default_factory=dict, repr=False)  # derived facts about the tree
 
     def __post_init__(self) -> None:
@@ -226,10 +227,16 @@ class RepoTree:
         return self.read_bytes(rel).decode("utf-8", errors="replace")
 
     def lines(self, rel: str) -> list[str]:
-        try:
-            return self.read_text(rel).splitlines()
-        except (OSError, YamlError):
-            return []
+        """The file's lines (none when it cannot be read), kept for the tree's life: provenance and the
+        rules ask for the same files once per finding. Callers must not change the list."""
+        cached = self._lines.get(rel)
+        if cached is None:
+            try:
+                cached = self.read_text(rel).splitlines()
+            except (OSError, YamlError):
+                cached = []
+            self._lines[rel] = cached
+        return cached
 
     def docs(self, rel: str) -> list[YamlDoc]:
         """Parsed documents of a YAML file; raises YamlError for bad YAML.
