@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,27 +69,25 @@ class Sent:
     at: float = 0.0  # when it was sent, seconds after the first
 
 
-@dataclass
-class Plan:
-    """What is sent, in order: (delivery id, PR number, kind, head SHA or None)."""
-
-    items: list[tuple[str, int, str, str | None]] = field(default_factory=list)
+# One delivery to send: (delivery id, PR number, action, the new head SHA of a push or None).
+Item = tuple[str, int, str, str | None]
 
 
-def plan(deliveries: int, prs: int, seed: int) -> Plan:
+def plan(deliveries: int, prs: int, seed: int) -> list[Item]:
+    """What is sent, in order; the same for the same seed."""
     rng = random.Random(seed)
-    out = Plan()
-    sent: list[tuple[str, int, str, str | None]] = []
-    for i in range(deliveries):
+    out: list[Item] = []
+    sent: list[Item] = []
+    for _ in range(deliveries):
         pr = 1 + rng.randrange(prs)
         roll = rng.random()
         if roll < 0.10 and sent:
-            out.items.append(rng.choice(sent))  # a redelivery: same id, same body
+            out.append(rng.choice(sent))  # a redelivery: same id, same body
             continue
         kind = "synchronize" if roll < 0.80 else "labeled"
-        sha = f"{i:08x}{uuid.uuid4().hex}"[:40] if kind == "synchronize" else None
-        item = (str(uuid.uuid4()), pr, kind, sha)
-        out.items.append(item)
+        sha = f"{rng.getrandbits(160):040x}" if kind == "synchronize" else None
+        item = (str(uuid.UUID(int=rng.getrandbits(128), version=4)), pr, kind, sha)
+        out.append(item)
         sent.append(item)
     return out
 
@@ -205,7 +204,7 @@ async def _send_all(url: str, bodies: list[tuple[str, bytes]], rate: float,
         return results, time.perf_counter() - t0
 
 
-async def move_heads(pulls: dict[int, FakePull], items: list[tuple[str, int, str, str | None]], rate: float,
+async def move_heads(pulls: dict[int, FakePull], items: list[Item], rate: float,
                      start_at: float) -> None:
     """GitHub's side of each push: the PR's head moves just before its webhook is sent."""
     t0 = time.perf_counter() + (start_at - time.time())
@@ -256,7 +255,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     template["repository"]["full_name"] = REPO
     template["repository"]["name"], template["repository"]["owner"]["login"] = REPO.split("/")[1], REPO.split("/")[0]
     template["installation"] = {"id": 1, "node_id": "I"}
-    items = plan(args.deliveries, args.prs, args.seed).items
+    items = plan(args.deliveries, args.prs, args.seed)
     for _, _, _, sha in items:
         if sha:
             repo.trees[sha] = example["head"]
@@ -322,9 +321,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ack p50 (ms)": round(statistics.median(lat), 2),
         "ack p99 (ms)": round(lat[int(len(lat) * 0.99) - 1], 2),
         "ack max (ms)": round(lat[-1], 2),
-        "slowest 1 % sent at (s after the first, by tenths)": dict(sorted(_count(
+        "slowest 1 % sent at (s after the first, by tenths)": dict(sorted(Counter(
             round(r.at, 1) for r in sorted(results, key=lambda r: -r.seconds)[:len(results) // 100]).items())),
-        "answers": dict(sorted(_count(f"{r.status} {r.outcome}" for r in results).items())),
+        "answers": dict(sorted(Counter(f"{r.status} {r.outcome}" for r in results).items())),
         "lost: acked but not stored": len(acked - stored),
         "lost: PRs whose newest head has no completed run": len(unreviewed),
         "pushes (distinct synchronize deliveries)": pushes,
@@ -346,13 +345,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         shutil.rmtree(work, ignore_errors=True)
     return figures
-
-
-def _count(values: Any) -> dict[Any, int]:
-    out: dict[Any, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

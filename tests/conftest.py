@@ -165,11 +165,10 @@ class BotUnderTest:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            counts = await self.queue.counts()
-            if await self.queue.next_delivery() is None and counts["queued"] == 0 and counts["running"] == 0:
+            if (await self.queue.stats()).idle:
                 return
             await asyncio.sleep(0.02)
-        raise AssertionError(f"not settled: {await self.queue.counts()}")
+        raise AssertionError(f"not settled: {await self.queue.stats()}")
 
 
 async def check_run_review(job: Any, gh: Any) -> None:
