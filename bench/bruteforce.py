@@ -19,13 +19,13 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from bot.fetch.resources import Placed
 from bot.model import ResourceId, Target
 from bot.objects import RenderedObject
-from bot.render.build import DiskCache, Rendered, Renderer
+from bot.render.build import DiskCache, Pairs, Rendered, Renderer
 from bot.repo.discover import RepoModel
 from bot.repo.kustomization import BuildError, load_kustomization
 from bot.repo.tree import KUSTOMIZATION_NAMES, YAML_SUFFIXES, RepoTree
-from bot.yamlpos import load_docs
 
 MUTATION_KEY = "zz-mutation.infra-review.test/probe"
 ENV_SUFFIXES = (".env", ".properties")
@@ -37,9 +37,8 @@ class TextRenderer(Renderer):
     """A Renderer whose objects carry no provenance: the oracle needs text and errors only, and
     provenance is most of the cost of a warm render."""
 
-    def _objects(self, target: Target, text: str, origins: list | None) -> list[RenderedObject]:
-        return [RenderedObject(d.data, ResourceId.of(d.data), target)
-                for d in load_docs(text, target.path) if isinstance(d.data, dict)]
+    def _objects(self, target: Target, pairs: Pairs, placed: list[Placed]) -> list[RenderedObject]:
+        return [RenderedObject(obj, ResourceId.of(obj), target) for obj, _origin in pairs]
 
 
 def target_id(t: Target) -> str:

@@ -8,6 +8,7 @@ on rendered objects are mapped back to source lines.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -251,18 +252,32 @@ def _check_size(text: str | bytes, name: str) -> None:
 
 def load_docs(text: str, name: str = "<input>") -> list[YamlDoc]:
     """All non-empty documents of `text`, with spans. Raises YamlError on bad or oversized input."""
+    return cast(list[YamlDoc], _load(text, name, spans=True))
+
+
+def load_data(text: str, name: str = "<input>") -> list[Any]:
+    """Documents as plain data: the same bounds and errors, no spans built (a build's output needs
+    none, and building them was half of reading it)."""
+    return _load(text, name, spans=False)
+
+
+def _load(text: str, name: str, spans: bool) -> list[Any]:
     _check_size(text, name)
-    docs: list[YamlDoc] = []
+    docs: list[Any] = []
     builder = _Builder(MAX_NODES)
     try:
         for i, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
             if node is None:
                 continue
             before = builder.budget
-            data, root = builder.document(node)
-            if data is None:
+            if not spans:
+                data = builder.build(node, 0, spans=False)[0]
+                if data is not None:
+                    docs.append(data)
                 continue
-            docs.append(YamlDoc(data, i, root[0], root[1], Spans(root), before - builder.budget))
+            data, root = builder.document(node)
+            if data is not None:
+                docs.append(YamlDoc(data, i, root[0], root[1], Spans(root), before - builder.budget))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(f"{name}: {exc.problem or exc}", mark.line + 1 if mark else None) from None
@@ -273,6 +288,44 @@ def load_docs(text: str, name: str = "<input>") -> list[YamlDoc]:
     return docs
 
 
-def load_data(text: str, name: str = "<input>") -> list[Any]:
-    """Documents as plain data (same bounds, no spans kept)."""
-    return [d.data for d in load_docs(text, name)]
+PARSED_FORMAT = "1"  # the JSON form of documents below; part of every key they are kept under
+
+
+def dump_docs(docs: list[YamlDoc]) -> bytes | None:
+    """Documents as JSON (data, lines, spans), for a cache of parsed files: C reads it back many
+    times faster than YAML parses. None when JSON cannot hold the data exactly (keys that are not
+    strings, a NaN, `!!binary`), so such a file is parsed every time."""
+    try:
+        text = json.dumps([[d.data, d.index, d.line, d.end_line, d.spans._root, d.nodes] for d in docs],
+                          ensure_ascii=False)
+        if [row[0] for row in json.loads(text)] != [d.data for d in docs]:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return text.encode()
+
+
+def dump_error(error: YamlError) -> bytes:
+    """A file YAML refuses, for the same cache (chart templates are such files, in every check)."""
+    return json.dumps({"error": [error.message, error.line]}, ensure_ascii=False).encode()
+
+
+def undump_docs(data: bytes) -> list[YamlDoc] | None:
+    """What dump_docs wrote; None for anything else (a cache entry that cannot be used is a miss).
+    Raises the YamlError dump_error kept."""
+    try:
+        rows = json.loads(data)
+        if isinstance(rows, dict):
+            message, line = rows["error"]
+            if isinstance(message, str) and isinstance(line, (int, type(None))):
+                raise YamlError(message, line)
+            return None
+        docs = [YamlDoc(d, index, line, end, Spans(root), nodes) for d, index, line, end, root, nodes in rows]
+    except YamlError:
+        raise
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not all(isinstance(v, int) for doc in docs for v in (doc.index, doc.line, doc.end_line, doc.nodes)) or \
+            not all(isinstance(doc.spans._root, list) and len(doc.spans._root) == 3 for doc in docs):
+        return None
+    return docs

@@ -51,12 +51,12 @@ from bot.repo.discover import RepoModel
 from bot.repo.graph import Inputs
 from bot.repo.kustomization import BuildError, locate_error
 from bot.repo.tree import KUSTOMIZATION_NAMES, PathEscape
-from bot.yamlpos import MAX_DEPTH, YamlDoc, YamlError, load_docs
+from bot.yamlpos import MAX_DEPTH, YamlError, load_data
 
 if TYPE_CHECKING:
     from bot.render.releases import Release
 
-CACHE_VERSION = "4"  # 4: Flux targets without load restrictions, remote entries fetched
+CACHE_VERSION = "5"  # 5: the output kept parsed; 4: Flux targets without load restrictions, remote entries fetched
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 # YAML nodes one build may hold, after alias expansion and counting each time a file is read (a base
 # that two included folders include is built twice). Kustomize expands aliases itself, at about 1.3 KiB
@@ -86,7 +86,9 @@ class Rendered:
     """One target's rendering: the exact output text, the objects with provenance, or the error."""
 
     target: Target
-    text: str = ""
+    # The output as text, or how to write it: Flux's post-build changes are printed only when asked
+    # (`build`), not on every check.
+    output: str | Callable[[], str] = ""
     objects: list[RenderedObject] = field(default_factory=list)
     error: BuildError | None = None
     cached: bool = False
@@ -103,6 +105,13 @@ class Rendered:
         return self.error is None
 
     @property
+    def text(self) -> str:
+        """The exact output: what kustomize printed, or Flux's post-build result written as YAML."""
+        if callable(self.output):
+            self.output = self.output()
+        return self.output
+
+    @property
     def applied(self) -> list[RenderedObject]:
         """Everything Flux applies for the target: its objects and what its rendered HelmReleases install."""
         return self.objects + [ro for release in self.releases for ro in release.objects]
@@ -115,6 +124,9 @@ class DiskCache(BoundedFolder):
     def __init__(self, directory: Path | None, max_bytes: int = CACHE_MAX_BYTES, max_age: float = CACHE_MAX_AGE):
         super().__init__(directory, ".json", max_bytes, max_age)
         self.memory: dict[str, dict[str, Any]] = {}
+        # Source files parsed with their lines, by content (RepoTree.parsed): a check parses every file
+        # of the repository, the same files as the check before.
+        self.sources = BoundedFolder(directory / "sources" if directory else None, ".json", max_bytes, max_age)
 
     def get(self, key: str) -> dict[str, Any] | None:
         if key in self.memory:
@@ -214,14 +226,62 @@ def yaml_nodes(text: bytes | str, limit: int | None = None) -> int:
     return held
 
 
-def _output_docs(text: str, name: str) -> list[YamlDoc]:
-    """The documents of a build's output, parsed one at a time: YAML's per-file bound then applies to
-    each object (etcd refuses objects over about 1.5 MiB anyway), while the output as a whole is
-    bounded by INFRA_REVIEW_MAX_TARGET_BYTES when it is read."""
-    docs: list[YamlDoc] = []
+def _output_docs(text: str, name: str) -> list[Any]:
+    """The documents of a build's output as data, parsed one at a time: YAML's per-file bound then
+    applies to each object (etcd refuses objects over about 1.5 MiB anyway), while the output as a
+    whole is bounded by INFRA_REVIEW_MAX_TARGET_BYTES when it is read."""
+    docs: list[Any] = []
     for i, part in enumerate(split_documents(text), 1):
-        docs.extend(load_docs(part, f"{name} (document {i})"))
+        docs.extend(load_data(part, f"{name} (document {i})"))
     return docs
+
+
+Pairs = list[tuple[dict[str, Any], dict[str, Any] | None]]  # each output object with its origin annotation
+
+
+def _read(raw: dict[str, Any], name: str) -> tuple[str, Pairs | YamlError]:
+    """A build's output without our annotations, and each of its objects with the origin they gave
+    it (or the one the user asked kustomize for); the YamlError instead when kustomize printed what
+    YAML cannot read. From the parsed form the cache keeps, when it has one."""
+    kept = _parsed(raw)
+    if kept is not None:
+        return kept
+    text, origins = strip_output(raw["stdout"]) if raw["injected"] else (raw["stdout"], None)
+    try:
+        docs = [d for d in _output_docs(text, name) if isinstance(d, dict)]
+    except YamlError as exc:
+        return text, exc
+    if origins is None:
+        return text, [(doc, own_origin(doc)) for doc in docs]
+    return text, [(doc, origins[i] if i < len(origins) else None) for i, doc in enumerate(docs)]
+
+
+def _with_parsed(raw: dict[str, Any], text: str, pairs: Pairs) -> dict[str, Any]:
+    """The cache entry with the output kept as read (JSON, where C reads it back a dozen times faster
+    than YAML is parsed), when JSON holds it exactly; else as kustomize printed it."""
+    try:
+        parsed = json.dumps([text, pairs], ensure_ascii=False)
+        if json.loads(parsed) != [text, [list(p) for p in pairs]]:
+            return raw  # keys JSON cannot hold (`1:`, `true:`), a NaN: read from the text every time
+    except (TypeError, ValueError):
+        return raw
+    return {**raw, "parsed": parsed}  # the text kept too: an entry whose parsed form is unreadable is read again
+
+
+def _parsed(raw: dict[str, Any]) -> tuple[str, Pairs] | None:
+    """The output as `_with_parsed` kept it, as new objects on every call (the head and the base of
+    a review read the same entry, and must not share what a later step might change)."""
+    parsed = raw.get("parsed")
+    if not isinstance(parsed, str):
+        return None
+    try:
+        text, pairs = json.loads(parsed)
+        out = [(doc, origin) for doc, origin in pairs]
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(text, str) or not all(isinstance(d, dict) and isinstance(o, (dict, type(None))) for d, o in out):
+        return None
+    return text, out
 
 
 class Renderer:
@@ -266,10 +326,10 @@ class Renderer:
         h.update(json.dumps([CACHE_VERSION, self.kustomize.version, target.path, spec, self.unrestricted(target),
                              remote], sort_keys=True, default=str).encode())
         for rel in files:
-            h.update(rel.encode() + b"\0" + self._digest(rel))
+            h.update(rel.encode() + b"\0" + self.digest(rel))
         return h.hexdigest()
 
-    def _digest(self, rel: str) -> bytes:
+    def digest(self, rel: str) -> bytes:
         """A file's sha256, read once per tree: a base's files are inputs of every environment's target."""
         key = ("sha256", rel)
         known = self.model.tree.memo.get(key)
@@ -374,20 +434,22 @@ class Renderer:
             raise forbidden(inputs.remote)
         return self.remote.plan(inputs.remote, yaml_nodes, self.deadline)
 
-    def _raw_build(self, target: Target) -> tuple[dict[str, Any], bool]:
+    def _raw_build(self, target: Target) -> tuple[dict[str, Any], bool, str | None]:
+        """The build's result as the cache keeps it, whether it came from the cache, and the key to
+        keep it under once read (None: not to be kept, it failed before building or was stopped)."""
         inputs = self.model.inputs(target)
         if inputs.errors:
             e = inputs.errors[0]
-            return {"rc": 1, "stdout": "", "error": [e.message, e.file, e.line], "injected": False}, False
+            return {"rc": 1, "stdout": "", "error": [e.message, e.file, e.line], "injected": False}, False, None
         try:
             plan = self._plan(inputs)
         except BuildError as exc:
-            return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False}, False
+            return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False}, False, None
         files = sorted(inputs.files)
         key = self._input_key(target, files, plan.digest if plan is not None else "")
         hit = self.cache.get(key)
         if hit is not None:
-            return hit, True
+            return hit, True, None
         remote = {"unfetched": [u.to_json() for u in plan.unfetched], "placed": [p.to_json() for p in plan.placed]} \
             if plan is not None else {}
         scratch = Path(tempfile.mkdtemp(prefix="infra-review-build-"))
@@ -400,7 +462,7 @@ class Renderer:
                             else self._materialize(target, files, scratch))
             except BuildError as exc:
                 return {"rc": 1, "stdout": "", "error": [exc.message, exc.file, exc.line], "injected": False,
-                        **remote}, False
+                        **remote}, False, None
             res = run_build(self.kustomize, scratch, target.path, stop=self.deadline,
                             unrestricted=self.unrestricted(target))
             error = None
@@ -413,16 +475,14 @@ class Renderer:
                      "unbuilt": res.returncode != 0 and not res.stopped and plan is not None and bool(plan.unfetched)}
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if not res.stopped:
-            self.cache.put(key, value)
-        return value, False
+        return value, False, None if res.stopped else key
 
     # --- public --------------------------------------------------------------------------
     def render(self, target: Target) -> Rendered:
         """One target's rendering; Stopped when the renderer's deadline says the work must stop."""
         self.deadline.check()
         start = time.perf_counter()
-        raw, cached = self._raw_build(target)
+        raw, cached, keep = self._raw_build(target)
         out = Rendered(target, cached=cached)
         out.unfetched = [Unfetched.from_json(u) for u in raw.get("unfetched") or []]
         placed = [Placed.from_json(p) for p in raw.get("placed") or []]
@@ -432,31 +492,28 @@ class Renderer:
             msg, file, line = raw["error"]
             out.error = BuildError(msg, file, line)
         else:
-            text, origins = strip_output(raw["stdout"]) if raw["injected"] else (raw["stdout"], None)
-            out.text = text
-            try:
-                out.objects = (self._objects(target, text, origins, placed) if placed
-                               else self._objects(target, text, origins))
-            except YamlError as exc:
-                out.error = BuildError(f"kustomize output could not be read: {exc.message}",
+            out.output, pairs = _read(raw, target.path)
+            if isinstance(pairs, YamlError):
+                out.error = BuildError(f"kustomize output could not be read: {pairs.message}",
                                        self.model.tree.kustomization_file(target.path) or target.path)
+            else:
+                out.objects = self._objects(target, pairs, placed)
+                if keep is not None:
+                    raw = _with_parsed(raw, out.text, pairs)
             if out.ok and target.flux is not None and self.flux_emulation:
                 out = flux.post_build(self.model, out)
+        if keep is not None:
+            self.cache.put(keep, raw)
         out.seconds = time.perf_counter() - start
         return out
 
-    def _objects(self, target: Target, text: str, origins: list | None,
-                 placed: list[Placed] | None = None) -> list[RenderedObject]:
+    def _objects(self, target: Target, pairs: Pairs, placed: list[Placed]) -> list[RenderedObject]:
         from bot.render.provenance import Provenance
 
-        prov = Provenance(self.model, target, flux=self.flux_emulation, remote=placed)
+        prov = Provenance(self.model, target, flux=self.flux_emulation, remote=placed or None)
         objects: list[RenderedObject] = []
-        docs = [d for d in _output_docs(text, target.path) if isinstance(d.data, dict)]
-        for i, doc in enumerate(docs):
-            origin = origins[i] if origins and i < len(origins) else None
-            if origins is None:
-                origin = own_origin(doc.data)
-            ro = RenderedObject(doc.data, ResourceId.of(doc.data), target)
+        for doc, origin in pairs:
+            ro = RenderedObject(doc, ResourceId.of(doc), target)
             ro.locate = prov.locator(ro, origin)
             ro.places = prov.placer(ro, origin)
             objects.append(ro)
@@ -466,13 +523,30 @@ class Renderer:
                    on_done: Callable[[Rendered], None] | None = None) -> list[Rendered]:
         """Render in parallel (the work is in the subprocess, so threads suffice), in the given order;
         `on_done` hears of each as it finishes."""
-        if len(targets) <= 1:
-            return [self._tell(self.render(t), on_done) for t in targets]
+        done: dict[int, Rendered] = {}
+        todo = {i for i, t in enumerate(targets) if not self._cached(t)}
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = [pool.submit(self.render, t) for t in targets]
-            for done in as_completed(futures):
-                self._tell(done.result(), on_done)
-            return [f.result() for f in futures]
+            futures = {pool.submit(self.render, targets[i]): i for i in sorted(todo)}
+            for i, target in enumerate(targets):  # what the cache holds, meanwhile
+                if i not in todo:
+                    done[i] = self._tell(self.render(target), on_done)
+            for future in as_completed(futures):
+                done[futures[future]] = self._tell(future.result(), on_done)
+        return [done[i] for i in range(len(targets))]
+
+    def _cached(self, target: Target) -> bool:
+        """Whether the target's build is in the cache (then reading it is Python work, done on the calling
+        thread: threads would only contend for the interpreter, each file read waiting its turn)."""
+        key = self.input_key(target)
+        return key is not None and self.cache.get(key) is not None
+
+    def input_key(self, target: Target) -> str | None:
+        """The key the target's build is cached under; None when its inputs are in error or name remote
+        resources (what those bring is known only once fetched)."""
+        inputs = self.model.inputs(target)
+        if inputs.errors or inputs.remote:
+            return None
+        return self._input_key(target, sorted(inputs.files))
 
     @staticmethod
     def _tell(rendered: Rendered, on_done: Callable[[Rendered], None] | None) -> Rendered:

@@ -9,7 +9,7 @@ the Flux Kustomization's own lines.
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
 from bot.repo.manifest import Kustomization, kustomization, kustomization_of
 from bot.repo.tree import KUSTOMIZATION_NAMES
-from bot.yamlpos import YamlError, load_data, load_docs
+from bot.yamlpos import YamlError, load_data
 
 if TYPE_CHECKING:
     from bot.render.build import Rendered
@@ -131,18 +131,18 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
             ro.locate = _overlay(ro.locate, {}, flux, ref.file, fline, ro.obj)
             new_objects.append(ro)
             continue
-        obj = copy.deepcopy(ro.obj)
-        meta = obj.setdefault("metadata", {})
+        obj = dict(ro.obj)  # what changes is copied below; the build's object is never altered
+        meta = obj["metadata"] = dict(as_dict(obj.get("metadata")))
         changed: dict[str, Origin] = {}
         for key in ("labels", "annotations"):
             extra = as_dict(common.get(key))
             if extra:
-                meta.setdefault(key, {}).update({k: str(v) for k, v in extra.items()})
+                meta[key] = {**as_dict(meta.get(key)), **{k: str(v) for k, v in extra.items()}}
                 for k in extra:
                     changed[format_path(("metadata", key, k))] = Origin(
                         ref.file, fline("spec", "commonMetadata", key, k), None, "flux", "commonMetadata")
-        if post and "disabled" not in ((meta.get("annotations") or {}).get(DISABLED),
-                                       (meta.get("labels") or {}).get(DISABLED)):
+        if post and _mentions_dollar(obj) and "disabled" not in (as_dict(meta.get("annotations")).get(DISABLED),
+                                                                 as_dict(meta.get("labels")).get(DISABLED)):
             text = dump(obj)
             new_text, unresolved = substitute.substitute_text(text, variables)
             for u in unresolved:
@@ -152,7 +152,7 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                     rendered.notes.append(f"variable ${{{name}}} is not defined (left as is)")
             if new_text != text:
                 try:
-                    obj = load_docs(new_text, ref.file)[0].data
+                    obj = load_data(new_text, ref.file)[0]
                 except (YamlError, IndexError):
                     rendered.notes.append(f"substitution made {ResourceId.of(obj)} unreadable; kept as built")
                 else:
@@ -167,8 +167,17 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
         new_objects.append(new_ro)
     rendered.objects = new_objects
     if rewritten:
-        rendered.text = "---\n".join(dump(o.obj, allow_unicode=True) for o in new_objects)
+        rendered.output = lambda: "---\n".join(dump(o.obj, allow_unicode=True) for o in new_objects)
     return rendered
+
+
+def _mentions_dollar(obj: dict[str, Any]) -> bool:
+    """Whether any key or value of `obj` holds a `$`, without which substitution changes nothing
+    (it rewrites `${...}` and `$$`): most objects are then spared being written out as YAML."""
+    try:
+        return "$" in json.dumps(obj, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return True  # a value JSON cannot hold (`!!binary`): let the substitution itself look
 
 
 # libyaml's emitter where PyYAML has it: re-serialising every object of a Flux target was a fifth of a

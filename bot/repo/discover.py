@@ -65,9 +65,13 @@ class RepoModel:
 
     @cached_property
     def flux_objects(self) -> tuple[FluxRef, ...]:
+        """Every Flux object of the tree. A file is parsed only when its text could hold one: every Flux
+        API group has `fluxcd` in its name, which YAML can hide only behind a backslash escape."""
         out: list[FluxRef] = []
         for rel in self.tree.files:
             if not rel.endswith(YAML_SUFFIXES) or not self._discoverable(rel):
+                continue
+            if not self._may_hold_flux(rel):
                 continue
             try:
                 docs = self.tree.docs(rel)
@@ -84,6 +88,13 @@ class RepoModel:
                 out.append(FluxRef(kind, str(meta.get("name") or ""), str(meta.get("namespace") or ""),
                                    rel, name_span[0] if name_span else doc.line, spec, problems))
         return tuple(out)
+
+    def _may_hold_flux(self, rel: str) -> bool:
+        try:
+            text = self.tree.read_text(rel)
+        except (YamlError, OSError):
+            return True  # parsed, to say why it cannot be read
+        return "fluxcd" in text or "\\" in text
 
     def flux_kustomizations(self) -> list[FluxRef]:
         return [f for f in self.flux_objects if f.kind == "Kustomization"]
@@ -301,9 +312,19 @@ class RepoModel:
                           if isinstance(s, dict) and s.get("kind") == "GitRepository"}
         if repos - {BOOTSTRAP_SOURCE}:
             repos.add(BOOTSTRAP_SOURCE)
-        out |= {f.file for f in self.flux_objects if f.kind == "GitRepository" and f.name in repos
-                and not (f.name == BOOTSTRAP_SOURCE and repos == {BOOTSTRAP_SOURCE})}
+        for name in repos:
+            if not (name == BOOTSTRAP_SOURCE and repos == {BOOTSTRAP_SOURCE}):
+                out |= self._git_repository_files.get(name, set())
         return out
+
+    @cached_property
+    def _git_repository_files(self) -> dict[str, set[str]]:
+        """The files defining a GitRepository, by its name (asked for every Flux Kustomization)."""
+        index: dict[str, set[str]] = {}
+        for f in self.flux_objects:
+            if f.kind == "GitRepository":
+                index.setdefault(f.name, set()).add(f.file)
+        return index
 
     @cached_property
     def targets(self) -> tuple[Target, ...]:

@@ -7,6 +7,7 @@ anything (a `..` or a symlink) that leaves the root. Listing skips `.git` and is
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 import posixpath
 import stat
@@ -14,8 +15,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from bot.diskcache import BoundedFolder
 from bot.repo.git import GitError, git
-from bot.yamlpos import MAX_FILE_BYTES, YamlDoc, YamlError, load_docs
+from bot.yamlpos import (
+    MAX_FILE_BYTES,
+    PARSED_FORMAT,
+    YamlDoc,
+    YamlError,
+    dump_docs,
+    dump_error,
+    load_docs,
+    undump_docs,
+)
 
 MAX_FILES = 50_000
 NODES_PER_BYTE = 2  # a file expanding to more nodes than this is not kept parsed (aliases)
@@ -121,7 +132,13 @@ class RepoTree:
     root: Path
     _docs: dict[str, list[YamlDoc] | tuple[str, int | None]] = field(default_factory=dict, repr=False)
     _lines: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _texts: dict[str, str] = field(default_factory=dict, repr=False)
+    _no_links: bool = field(default=False, repr=False)  # known once `files` has walked the tree
+    _text_bytes: int = field(default=0, repr=False)
     memo: dict[tuple, object] = field(default_factory=dict, repr=False)  # derived facts about the tree
+    # Where parsed files are kept between checks, by content (bot.render.build.DiskCache.sources);
+    # None: parsed in every process.
+    parsed: BoundedFolder | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -140,6 +157,8 @@ class RepoTree:
     def _escapes(self, rel: str) -> bool:
         """Whether `rel` resolves (through symlinks) outside the root; asked once per path and tree, as
         provenance and the build graph ask about the same paths for every target."""
+        if self._no_links and ".git" not in rel.split("/"):
+            return False  # no symlink anywhere in the tree (.git, not walked, aside): nothing to follow out
         key = ("escapes", rel)
         known = self.memo.get(key)
         if not isinstance(known, bool):
@@ -186,21 +205,29 @@ class RepoTree:
         """The kustomization file of a directory, by Kustomize's recognised names and order."""
         for name in KUSTOMIZATION_NAMES:
             candidate = join(rel_dir, name)
-            if self.abspath(candidate).is_file():
+            if candidate in self._listed or self.abspath(candidate).is_file():  # asked for every target
                 return candidate
         return None
+
+    @cached_property
+    def _listed(self) -> frozenset[str]:
+        return frozenset(self.files)
 
     @cached_property
     def files(self) -> tuple[str, ...]:
         """Every regular file below the root (no .git), sorted; symlinks to files inside the root count."""
         out: list[str] = []
+        links = False
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git" and not os.path.islink(os.path.join(dirpath, d)))
+            linked = {d for d in dirnames if os.path.islink(os.path.join(dirpath, d))}
+            links = links or bool(linked)
+            dirnames[:] = sorted(d for d in dirnames if d != ".git" and d not in linked)
             reldir = os.path.relpath(dirpath, self.root)
             for name in filenames:
                 rel = name if reldir == "." else f"{reldir}/{name}".replace(os.sep, "/")
                 path = Path(dirpath, name)
                 if path.is_symlink():
+                    links = True
                     try:
                         self.resolve(".", rel)
                     except PathEscape:
@@ -209,6 +236,7 @@ class RepoTree:
                     out.append(rel)
                 if len(out) > MAX_FILES:
                     raise PathEscape(f"repository has more than {MAX_FILES} files")
+        self._no_links = not links
         return tuple(sorted(out))
 
     def read_bytes(self, rel: str) -> bytes:
@@ -221,10 +249,21 @@ class RepoTree:
                 raise YamlError(f"{rel} is not a regular file")
             if info.st_size > MAX_FILE_BYTES:
                 raise YamlError(f"{rel} is {info.st_size} bytes, over the {MAX_FILE_BYTES} byte limit")
-            return f.read(MAX_FILE_BYTES + 1)
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) == info.st_size:  # the whole file: its digest (bot.render.build) need not read it again
+            self.memo[("sha256", rel)] = hashlib.sha256(data).digest()
+        return data
 
     def read_text(self, rel: str) -> str:
-        return self.read_bytes(rel).decode("utf-8", errors="replace")
+        """The file's text, kept while the texts kept stay under TEXT_CACHE_BYTES: discovery, the
+        render cache's keys and provenance read the same files."""
+        text = self._texts.get(rel)
+        if text is None:
+            text = self.read_bytes(rel).decode("utf-8", errors="replace")
+            if self._text_bytes + len(text) <= TEXT_CACHE_BYTES:
+                self._texts[rel] = text
+                self._text_bytes += len(text)
+        return text
 
     def lines(self, rel: str) -> list[str]:
         """The file's lines (none when it cannot be read), kept for the tree's life: provenance and the
@@ -237,6 +276,26 @@ class RepoTree:
                 cached = []
             self._lines[rel] = cached
         return cached
+
+    def _load(self, rel: str, text: str) -> list[YamlDoc]:
+        """The file's documents (or its YamlError), from the folder of parsed files when it holds
+        this text."""
+        if self.parsed is None:
+            return load_docs(text, rel)
+        key = _parsed_key(rel, text)
+        data = self.parsed.read(key)
+        docs = undump_docs(data) if data is not None else None
+        if docs is None:
+            try:
+                docs = load_docs(text, rel)
+            except YamlError as exc:
+                self.parsed.write(key, dump_error(exc))
+                raise
+            if sum(d.nodes for d in docs) <= NODES_PER_BYTE * len(text) + 64:
+                dumped = dump_docs(docs)
+                if dumped is not None:
+                    self.parsed.write(key, dumped)
+        return docs
 
     def docs(self, rel: str) -> list[YamlDoc]:
         """Parsed documents of a YAML file; raises YamlError for bad YAML.
@@ -252,7 +311,7 @@ class RepoTree:
             return cached
         try:
             text = self.read_text(rel)
-            docs = load_docs(text, rel)
+            docs = self._load(rel, text)
         except YamlError as exc:
             self._docs[rel] = (exc.message, exc.line)
             raise YamlError(exc.message, exc.line) from None
@@ -262,6 +321,13 @@ class RepoTree:
         if sum(d.nodes for d in docs) <= NODES_PER_BYTE * len(text) + 64:
             self._docs[rel] = docs
         return docs
+
+
+TEXT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+def _parsed_key(rel: str, text: str) -> str:
+    return hashlib.sha256(f"{PARSED_FORMAT}\0{rel}\0{text}".encode()).hexdigest()
 
 
 def changed_files(a: RepoTree, b: RepoTree) -> frozenset[str]:

@@ -29,7 +29,7 @@ from bot.model import Finding, Origin, ResourceId, Target
 from bot.objects import EnvContext, RenderedObject
 from bot.plain import load_plain
 from bot.publish.report import Report, TargetStatus, plural
-from bot.render.build import DiskCache, Rendered, Renderer
+from bot.render.build import DiskCache, Rendered, Renderer, default_cache_dir
 from bot.render.helm import Helm, HelmMissing, find_helm
 from bot.render.kustomize import Kustomize, find_kustomize
 from bot.render.releases import (
@@ -77,8 +77,10 @@ class Side:
     helm_version: str = ""  # the engine that rendered them
 
 
-def make_model(root: Path, config: Config) -> RepoModel:
-    model = RepoModel(RepoTree(root), aliases=config.aliases, default_environment=DEFAULT_ENVIRONMENT)
+def make_model(root: Path, config: Config, cache: DiskCache | None = None) -> RepoModel:
+    """The repository model of `root`, its files parsed once per content into `cache` when given."""
+    tree = RepoTree(root, parsed=cache.sources if cache is not None else None)
+    model = RepoModel(tree, aliases=config.aliases, default_environment=DEFAULT_ENVIRONMENT)
     try:
         model.tree.files  # noqa: B018 - listed now: a tree too large to check is said here, not mid-check
     except PathEscape as exc:
@@ -475,8 +477,9 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
     both sides; repo-level rules still see the whole tree.
     """
     progress = progress or Progress()
+    cache = cache if cache is not None else DiskCache(default_cache_dir())
     with progress.stage("discover"):
-        head_model = make_model(head, config)
+        head_model = make_model(head, config, cache)
     notes: list[str] = []
     if not is_repository(head_model) and not (head / "kustomization.yaml").exists():
         return check_plain_sides(head, base, (envs or [DEFAULT_ENVIRONMENT])[0], config, strict=not affected_only)
@@ -494,7 +497,7 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
             raise NothingToCheck(f"{head} holds nothing to check: no overlay, Flux Kustomization or kustomization "
                                  f"was found (give a repository, an overlay or a folder of manifests)")
     with progress.stage("discover"):
-        base_model = make_model(base, config) if base is not None else None
+        base_model = make_model(base, config, cache) if base is not None else None
     if base_model is not None and envs and not affected_only:
         wanted = {t.environment for t in head_targets or ()}
         base_targets = [t for t in base_model.targets if t.environment in wanted]
@@ -558,8 +561,9 @@ def run_diff(head: Path, base: Path, config: Config, envs: list[str] | None = No
     what they apply. No rule runs."""
     deadline = deadline or Deadline()
     progress = progress or Progress()
+    cache = cache if cache is not None else DiskCache(default_cache_dir())
     with progress.stage("discover"):
-        head_model, base_model = make_model(head, config), make_model(base, config)
+        head_model, base_model = make_model(head, config, cache), make_model(base, config, cache)
         changed = changed_files(head_model.tree, base_model.tree)
         head_targets, base_targets = affected_pair(head_model, base_model, changed)
     kustomize = find_kustomize()
