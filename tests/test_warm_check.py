@@ -4,18 +4,22 @@ are read on the calling thread, and Flux's post-build writes YAML only for objec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest_paths import REPO
+from conftest_paths import CORPUS, REPO, needs
 from trees import flux_kustomization, write
 
 import bot.render.build as build
 import bot.render.flux as flux
 import bot.repo.tree as tree_module
+import bot.review.pipeline as pipeline
+import bot.review.verdicts as verdicts
+from bench.bruteforce import apply_mutation, sample_files
 from bench.generate import generate
 from bot.config import Config
 from bot.diskcache import BoundedFolder
@@ -28,6 +32,8 @@ from bot.review.pipeline import run_check
 from bot.yamlpos import YamlError, dump_docs, dump_error, load_docs, undump_docs
 
 CONFIG = replace(Config.default(), fetch_enabled=False)
+REPOS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
+in_corpus = needs(CORPUS, "the real-repository corpus")
 
 
 def _report(root: Path, cache: Path) -> str:
@@ -188,3 +194,145 @@ def test_cached_targets_are_read_without_threads(tmp_path, monkeypatch):
     assert submitted == [] and all(r.cached for r in warm)
     assert [r.target for r in warm] == [r.target for r in cold] and sorted(heard) == sorted(t.path for t in model.targets)
     assert [[ro.obj for ro in r.objects] for r in warm] == [[ro.obj for ro in r.objects] for r in cold]
+
+
+# --- environments judged by an earlier check (bot.review.verdicts) --------------------------------
+def _without_verdicts(directory: Path) -> DiskCache:
+    cache = DiskCache(directory)
+    cache.verdicts = BoundedFolder(None, ".json", 0, 0)
+    return cache
+
+
+def _rendering(monkeypatch) -> list[str]:
+    """The paths of the targets rendered from now on (environment/path)."""
+    seen: list[str] = []
+    real = Renderer.render
+
+    def render(self, target):
+        seen.append(f"{target.environment}:{target.path}")
+        return real(self, target)
+    monkeypatch.setattr(Renderer, "render", render)
+    return seen
+
+
+def _check(root: Path, cache: DiskCache, config: Config = CONFIG) -> str:
+    return render_json(run_check(root, None, config, cache=cache))
+
+
+def test_a_second_check_reuses_every_environment(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    generate(3, root)
+    cold = _check(root, DiskCache(tmp_path / "cache"))
+    rendered = _rendering(monkeypatch)
+    assert _check(root, DiskCache(tmp_path / "cache")) == cold
+    assert rendered == []
+
+
+def test_a_production_patch_renders_production_alone_and_reports_what_a_full_check_reports(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    generate(3, root)
+    _check(root, DiskCache(tmp_path / "cache"))
+    patch = root / "overlays/production/svc0001/patch-deployment.yaml"
+    patch.write_text(patch.read_text().replace("          env:", "          securityContext: {privileged: true}\n"
+                                                                 "          env:"))
+    rendered = _rendering(monkeypatch)
+    warm = _check(root, DiskCache(tmp_path / "cache"))
+    assert sorted(rendered) == [f"production:overlays/production/svc000{i}" for i in range(3)]
+    assert warm == _check(root, _without_verdicts(tmp_path / "cache"))
+    assert "a privileged container" in warm
+
+
+@pytest.mark.parametrize("edit", [
+    "base/svc0001/service.yaml",  # a Service: route-backend looks Services up across the repository
+    "overlays/production/svc0001/kustomization.yaml",  # the build graph
+    "clusters/production/svc0001.yaml",  # a Flux object
+    "overlays/production/svc0001/new.yaml",  # a new file
+    "docs/notes.md",  # a file nothing reads
+])
+def test_a_change_that_concerns_every_environment_renders_them_all(tmp_path, monkeypatch, edit):
+    root = tmp_path / "repo"
+    generate(3, root)
+    _check(root, DiskCache(tmp_path / "cache"))
+    path = root / edit
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((path.read_text() if path.exists() else "") + "# edited\n")
+    rendered = _rendering(monkeypatch)
+    warm = _check(root, DiskCache(tmp_path / "cache"))
+    assert {r.split(":")[0] for r in rendered} == {"production", "staging", "development"}
+    assert warm == _check(root, _without_verdicts(tmp_path / "cache"))
+
+
+def test_another_configuration_or_engine_is_another_verdict(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    generate(2, root)
+    _check(root, DiskCache(tmp_path / "cache"))
+    rendered = _rendering(monkeypatch)
+    stricter = replace(CONFIG, severities={"missing-probes": {"*": "error"}})
+    assert _check(root, DiskCache(tmp_path / "cache"), stricter) == _check(root, _without_verdicts(tmp_path / "c2"),
+                                                                           stricter)
+    assert len([r for r in rendered if r.startswith("staging:")]) == 4  # both checks of the new configuration
+    rendered.clear()
+    monkeypatch.setattr(verdicts, "code_digest", lambda: "another engine")
+    _check(root, DiskCache(tmp_path / "cache"))
+    assert len(rendered) == 6
+
+
+@pytest.mark.parametrize("tree", ["repo", "fleet"])
+def test_the_examples_from_their_verdicts_read_as_checked(tmp_path, monkeypatch, tree):
+    root = tmp_path / tree
+    shutil.copytree(REPO / "examples" / tree, root)
+    cold = _check(root, DiskCache(tmp_path / "cache"))
+    assert _check(root, DiskCache(tmp_path / "cache")) == cold
+
+
+def test_an_unreadable_verdict_is_checked_again(tmp_path):
+    root = tmp_path / "repo"
+    generate(2, root)
+    cold = _check(root, DiskCache(tmp_path / "cache"))
+    entries = list((tmp_path / "cache" / "verdicts").rglob("*.json"))
+    assert len(entries) == 3
+    for entry in entries:
+        entry.write_text('{"statuses": []}')
+    assert _check(root, DiskCache(tmp_path / "cache")) == cold
+
+
+@in_corpus
+@pytest.mark.slow
+@pytest.mark.parametrize("repo", REPOS)
+def test_verdicts_agree_with_a_full_check_on_the_corpus(repo, tmp_path):
+    """Differential: after each sampled change (bench/bruteforce.py's), a check that reuses verdicts
+    reports exactly what a check without them reports."""
+    root = tmp_path / "repo"
+    shutil.copytree(CORPUS / repo, root)
+    files = sample_files(RepoModel(RepoTree(root)), 6)
+    _check(root, DiskCache(tmp_path / "cache"))
+    for rel, _category in files:
+        apply_mutation(root, rel, "change")
+        warm = _check(root, DiskCache(tmp_path / "cache"))
+        assert warm == _check(root, _without_verdicts(tmp_path / "cache")), rel
+
+
+@pytest.mark.parametrize("tree", ["generated", "repo", "fleet"])
+def test_a_whole_check_reports_what_checking_every_target_reports(tmp_path, monkeypatch, tree):
+    """check_whole (the verdicts' pipeline) against check_repository, the one reviews use."""
+    root = tmp_path / tree
+    if tree == "generated":
+        generate(3, root)
+    else:
+        shutil.copytree(REPO / "examples" / tree, root)
+    whole = _check(root, DiskCache(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline, "check_whole", lambda model, config, targets, **kw: pipeline.check_repository(
+        model, config, targets=targets, **kw))
+    assert _check(root, DiskCache(tmp_path / "cache")) == whole
+
+
+def test_a_kept_finding_is_the_finding():
+    from bot.model import Finding, Origin, ResourceId, Suggestion
+
+    f = Finding("missing-probes", "error", "production", "m", "r", target="overlays/production",
+                resource=ResourceId("apps", "v1", "Deployment", "shop", "api"), container="api", field="spec.x",
+                origin=Origin("a.yaml", 3, 4, "patch", "d"), suggestion=Suggestion("a.yaml", 3, 4, "x: 1\n"),
+                new=False, suppressed=True, suppression_reason="why", places=(("a.yaml", 1, 9),), located="spec.y")
+    again = verdicts.finding_of(json.loads(json.dumps(verdicts.finding_data(f))))
+    assert again == f and again.places == f.places and again.located == f.located
+    assert set(verdicts.finding_data(f)) == {field.name for field in dataclasses.fields(Finding)}

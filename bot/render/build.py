@@ -127,6 +127,8 @@ class DiskCache(BoundedFolder):
         # Source files parsed with their lines, by content (RepoTree.parsed): a check parses every file
         # of the repository, the same files as the check before.
         self.sources = BoundedFolder(directory / "sources" if directory else None, ".json", max_bytes, max_age)
+        # What a whole-repository check concluded per environment (bot.review.verdicts).
+        self.verdicts = BoundedFolder(directory / "verdicts" if directory else None, ".json", max_bytes, max_age)
 
     def get(self, key: str) -> dict[str, Any] | None:
         if key in self.memory:

@@ -44,6 +44,7 @@ from bot.repo.discover import RepoModel
 from bot.repo.tree import PathEscape, RepoTree, changed_files
 from bot.review.progress import Progress
 from bot.review.run_rules import run_env_rules, run_repo_rules
+from bot.review.verdicts import Verdict, Verdicts, verdict_of
 from bot.validate.schemas import CRD, Catalog, repository_crds
 from bot.yamlpos import YamlError
 from rules import chart_error, chart_lint, chart_unavailable, remote_unchecked
@@ -75,6 +76,8 @@ class Side:
     third_party: int = 0  # objects from vendored or generated files, over every environment
     releases: list[Release] = field(default_factory=list)  # every HelmRelease of the rendered targets
     helm_version: str = ""  # the engine that rendered them
+    targets: list[Target] = field(default_factory=list)  # every target checked, rendered now or not
+    reused: list[Verdict] = field(default_factory=list)  # environments judged by an earlier check
 
 
 def make_model(root: Path, config: Config, cache: DiskCache | None = None) -> RepoModel:
@@ -198,12 +201,101 @@ def check_repository(model: RepoModel, config: Config, *, targets: list[Target] 
     return side
 
 
+def check_whole(model: RepoModel, config: Config, targets: list[Target], *, kustomize: Kustomize | None,
+                cache: DiskCache, deadline: Deadline | None = None, progress: Progress | None = None) -> Side:
+    """check_repository over every target of a whole-repository check, reusing the verdict of each
+    environment that nothing it reads has changed for since a check kept it (bot.review.verdicts);
+    the others are rendered and judged, and their verdicts kept. Reports what check_repository would."""
+    deadline = deadline or Deadline()
+    progress = progress or Progress()
+    todo = [t for t in targets if not config.is_ignored(t.path)]
+    by_env: dict[str, list[Target]] = {}
+    for t in todo:
+        by_env.setdefault(_env(t), []).append(t)
+    renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
+                        fetch=FetchSettings.from_config(config))
+    with progress.stage("verdicts"):
+        store = Verdicts(model, config, renderer, cache.verdicts, _env)
+        keys = {env: store.key(env, ts) for env, ts in by_env.items()}
+        kept = {env: v for env, key in keys.items() if key is not None and (v := store.get(key)) is not None
+                and len(v.target_findings) == len(by_env[env])}
+        if any(v.helm for v in kept.values()):
+            helm = _helm_version()
+            kept = {env: v for env, v in kept.items() if v.helm in ("", helm)}
+    for env in kept:
+        for _t in by_env[env]:
+            progress.counted("verdict", True)
+    side, renderer = render_side(model, config, targets=[t for t in todo if _env(t) not in kept], kustomize=kustomize,
+                                 cache=cache, deadline=deadline, progress=progress)
+    policy = effective_policy(config)
+    with progress.stage("rules"):
+        done: dict[str, list[tuple[Rendered, TargetStatus, list[Finding]]]] = {}
+        for r in side.rendered:  # in the order of `todo`, so of each environment's targets
+            done.setdefault(_env(r.target), []).append((r, _status(r), _target_findings(r, model, config, policy)))
+        env_findings: dict[str, list[Finding]] = {env: v.env_findings for env, v in kept.items()}
+        third: dict[str, int] = {env: v.third_party for env, v in kept.items()}
+        for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, None):
+            third[ctx.environment] = len(ctx.third_party)
+            env_findings[ctx.environment] = run_env_rules(ctx, config, deadline=deadline)
+        repository = run_repo_rules(model, config, changed_files=None, deadline=deadline)
+        attach_places([f for rows in done.values() for _r, _s, fs in rows for f in fs] + repository
+                      + [f for env, fs in env_findings.items() if env not in kept for f in fs], side.rendered)
+        for env, rows in done.items():
+            key = keys[env]
+            verdict = verdict_of([r for r, _s, _fs in rows], [s for _r, s, _fs in rows], [fs for _r, _s, fs in rows],
+                                 env_findings.get(env, []), third.get(env, 0), side.helm_version) \
+                if key is not None else None
+            if key is not None and verdict is not None:
+                store.put(key, verdict)
+        position = {env: 0 for env in by_env}
+        side.statuses, side.findings = [], []
+        for t in todo:
+            env = _env(t)
+            i, position[env] = position[env], position[env] + 1
+            status, found = ((kept[env].statuses[i], kept[env].target_findings[i]) if env in kept
+                             else done[env][i][1:])
+            side.statuses.append(status)
+            side.findings.extend(found)
+        for env in sorted(env_findings):
+            side.findings.extend(env_findings[env])
+        side.third_party = sum(third.values())
+        side.findings.extend(repository)
+    with progress.stage("chart lint"):
+        side.findings.extend(lint_charts(model, config, None, deadline, renderer.cache))
+    side.targets, side.reused = todo, list(kept.values())
+    side.helm_version = side.helm_version or next((v.helm for v in side.reused if v.helm), "")
+    return side
+
+
+def _helm_version() -> str:
+    try:
+        return find_helm().version
+    except HelmMissing:
+        return ""
+
+
+def _env(target: Target) -> str:
+    return target.environment or DEFAULT_ENVIRONMENT
+
+
+def _status(r: Rendered) -> TargetStatus:
+    return TargetStatus(r.target.path, _env(r.target), "ok" if r.ok else "error", len(r.objects))
+
+
+def _target_findings(r: Rendered, model: RepoModel, config: Config, policy: dict[str, Any]) -> list[Finding]:
+    """What the pipeline itself says of one rendered target: it cannot be built, what it fetches was
+    not checked, its HelmReleases' charts fail or are not available."""
+    out = [_build_error(r.target, r, model, policy)] if not r.ok else []
+    out += remote_unchecked.findings(r.unfetched, r.target.path, _env(r.target), config, r.unbuilt)
+    return out + chart_error.findings(r.releases, config) + chart_unavailable.findings(r.releases, config)
+
+
 def render_side(model: RepoModel, config: Config, *, targets: list[Target] | None, kustomize: Kustomize | None,
                 cache: DiskCache | None, deadline: Deadline, progress: Progress) -> tuple[Side, Renderer]:
     """What the targets (default: all) apply, their HelmReleases' output included; no rule is run."""
     side = Side(model=model)
     todo = list(model.targets if targets is None else targets)
-    todo = [t for t in todo if not config.is_ignored(t.path)]
+    todo = side.targets = [t for t in todo if not config.is_ignored(t.path)]
     renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
                         fetch=FetchSettings.from_config(config))
     progress.expect(len(todo))
@@ -222,13 +314,8 @@ def _judge(side: Side, model: RepoModel, config: Config, changed: frozenset[str]
     """Every rule's findings on what `side` rendered: the pipeline's own, per environment, per repository."""
     policy = effective_policy(config)
     for r in side.rendered:
-        side.statuses.append(TargetStatus(r.target.path, r.target.environment or DEFAULT_ENVIRONMENT,
-                                          "ok" if r.ok else "error", len(r.objects)))
-        if not r.ok:
-            side.findings.append(_build_error(r.target, r, model, policy))
-        side.findings.extend(remote_unchecked.findings(r.unfetched, r.target.path, r.target.environment
-                                                       or DEFAULT_ENVIRONMENT, config, r.unbuilt))
-        side.findings.extend(chart_error.findings(r.releases, config) + chart_unavailable.findings(r.releases, config))
+        side.statuses.append(_status(r))
+        side.findings.extend(_target_findings(r, model, config, policy))
     for ctx in environment_contexts([r for r in side.rendered if r.ok], model, config, changed):
         side.third_party += len(ctx.third_party)
         side.findings.extend(run_env_rules(ctx, config, deadline=deadline))
@@ -386,24 +473,25 @@ def coverage_notes(model: RepoModel, side: Side, config: Config) -> list[str]:
     rendered = side.rendered
     notes: list[str] = []
     table = effective_policy(config).get("environments") or {}
-    unknown = sorted({r.target.environment for r in rendered if r.target.environment} - set(table))
+    unknown = sorted({t.environment for t in side.targets if t.environment} - set(table))
     if unknown:
         notes.append(f"{_some(unknown)} {'is' if len(unknown) == 1 else 'are'} no environment of the policy "
                      f"({', '.join(sorted(table))}): judged with production's severities and defaults. Map "
                      f"{'it' if len(unknown) == 1 else 'them'} with `environments.aliases` or `environments.paths` "
                      f"in .github/infra-review.yml.")
-    guessed = sorted({r.target.path for r in rendered if model.named_environment(r.target.path, r.target.flux) is None})
+    guessed = sorted({t.path for t in side.targets if model.named_environment(t.path, t.flux) is None})
     if guessed:
         notes.append(f"The environment of {_some(guessed)} could not be told from the paths; judged as "
                      f"{DEFAULT_ENVIRONMENT}. Name it with `environments.paths` in .github/infra-review.yml.")
-    failed = [r.target.path for r in rendered if not r.ok]
+    failed = [s.path for s in side.statuses if s.status == "error"]
     if failed:
-        notes.append(f"{plural(len(failed), 'target')} of {len(rendered)} could not be built ({_some(failed)}): "
+        notes.append(f"{plural(len(failed), 'target')} of {len(side.statuses)} could not be built ({_some(failed)}): "
                      f"nothing in them was checked (see the build-error findings).")
-    releases = [release for r in rendered for release in r.releases]
+    releases = [(release.status, len(release.objects)) for r in rendered for release in r.releases]
+    releases += [release for v in side.reused for release in v.releases]
     if releases:
         notes.append(release_note(releases))
-    unvalidated = schema_coverage(model, rendered, config)
+    unvalidated = schema_coverage(model, rendered, config, side.reused)
     if unvalidated:
         notes.append(unvalidated)
     foreign = elsewhere(model, config)
@@ -432,14 +520,16 @@ def elsewhere(model: RepoModel, config: Config) -> list[str]:
     return sorted(out)
 
 
-def schema_coverage(model: RepoModel, rendered: list[Rendered], config: Config) -> str | None:
+def schema_coverage(model: RepoModel, rendered: list[Rendered], config: Config,
+                    reused: Iterable[Verdict] = ()) -> str | None:
     """What invalid-manifest could not validate: objects of kinds with no schema here, said once."""
+    reused = list(reused)
     objects = {(r.target.environment, ro.id): ro.obj for r in rendered if r.ok for ro in r.applied}
-    crds = [o for o in objects.values() if o.get("kind") == CRD] + repository_crds(model)
-    schemas = Catalog.for_objects(config.kube_version, crds)
-    kinds = collections.Counter(
-        f"{o.get('kind')} ({o.get('apiVersion')})" for o in objects.values()
-        if schemas.compiled(str(o.get("apiVersion")), str(o.get("kind"))) is None)
+    crds = [o for o in objects.values() if o.get("kind") == CRD] + [c for v in reused for c in v.crds]
+    schemas = Catalog.for_objects(config.kube_version, crds + repository_crds(model))
+    applied = [(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects.values()]
+    kinds = collections.Counter(f"{kind} ({api})" for api, kind in applied + [k for v in reused for k in v.kinds]
+                                if schemas.compiled(api, kind) is None)
     if not kinds:
         return None
     n = sum(kinds.values())
@@ -447,14 +537,15 @@ def schema_coverage(model: RepoModel, rendered: list[Rendered], config: Config) 
             f"({_some(sorted(kinds))}): add their CustomResourceDefinitions to the repository to validate them.")
 
 
-def release_note(releases: list[Release]) -> str:
-    """How many HelmReleases were rendered, and why the others were not."""
-    rendered = sum(1 for r in releases if r.status == "rendered")
-    objects = sum(len(r.objects) for r in releases)
+def release_note(releases: list[tuple[str, int]]) -> str:
+    """How many HelmReleases were rendered, and why the others were not (each given as its status
+    and how many objects it installs)."""
+    rendered = sum(1 for status, _n in releases if status == "rendered")
+    objects = sum(n for _status, n in releases)
     said = f"{plural(len(releases), 'HelmRelease')}: {rendered} rendered ({plural(objects, 'object')} checked)"
     for status, meaning in (("unavailable", "chart not available here, see chart-unavailable"),
                             ("error", "Flux would fail, see chart-error"), ("suspended", "suspended")):
-        n = sum(1 for r in releases if r.status == status)
+        n = sum(1 for s, _n in releases if s == status)
         if n:
             said += f", {n} not rendered ({meaning})"
     return said + "."
@@ -503,8 +594,12 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         base_targets = [t for t in base_model.targets if t.environment in wanted]
     if affected_only and changed is not None:
         head_targets, base_targets = affected_pair(head_model, base_model, changed)
-    head_side = check_repository(head_model, config, targets=head_targets, changed=changed, kustomize=kustomize,
-                                 cache=cache, deadline=deadline, progress=progress)
+    if base_model is None and changed is None and not affected_only and head_targets is not None:
+        head_side = check_whole(head_model, config, head_targets, kustomize=kustomize, cache=cache,
+                                deadline=deadline, progress=progress)
+    else:
+        head_side = check_repository(head_model, config, targets=head_targets, changed=changed, kustomize=kustomize,
+                                     cache=cache, deadline=deadline, progress=progress)
     findings = head_side.findings
     changes = None
     if base_model is not None:
@@ -520,7 +615,7 @@ def run_check(head: Path, base: Path | None, config: Config, envs: list[str] | N
         findings = [f for f in findings if in_scope(f.origin.file, scope) or in_scope(f.target, scope)]
     notes += coverage_notes(head_model, head_side, config)
     report = make_report(head_side, filter_envs(findings, envs, config), kustomize, notes=notes)
-    report.readers = readers(head_model, head_side.rendered)
+    report.readers = readers(head_model, head_side.targets)
     report.changes = changes
     return report
 
@@ -575,12 +670,12 @@ def run_diff(head: Path, base: Path, config: Config, envs: list[str] | None = No
     return DiffResult(changes, kustomize.version if kustomize else "", sides[0].helm_version or sides[1].helm_version)
 
 
-def readers(model: RepoModel, rendered: list[Rendered]) -> dict[str, frozenset[str]]:
-    """Each input file of the rendered targets, with the environments that read it."""
+def readers(model: RepoModel, targets: list[Target]) -> dict[str, frozenset[str]]:
+    """Each input file of the checked targets, with the environments that read them."""
     out: dict[str, set[str]] = {}
-    for r in rendered:
-        for rel in model.inputs(r.target).files:
-            out.setdefault(rel, set()).add(r.target.environment or DEFAULT_ENVIRONMENT)
+    for t in targets:
+        for rel in model.inputs(t).files:
+            out.setdefault(rel, set()).add(_env(t))
     return {rel: frozenset(envs) for rel, envs in out.items()}
 
 
