@@ -5,10 +5,13 @@ of N services × 3 environments. A benchmark that prints (and writes bench/RESUL
 Per N:
 - floor: the sum of one-by-one `kustomize build` of every target, divided by the cores (measured in
   the same run, so the machine's speed cancels out);
+- bare builds in parallel: the same builds, as many at a time as there are cores, and nothing else
+  (what the floor would be if a build used one core; the cold check is compared with it too);
 - cold `check`: a whole-repository check with an empty render cache, as a child process (its wall
   time and peak RSS);
 - warm `check` after one production patch changed: the same cache, one file edited;
-- rules + provenance + output: the `rules` stage of a warm check plus rendering its JSON report;
+- rules + provenance + output: the `rules` stage of a warm check that judges every environment (no
+  verdict reused) plus rendering its JSON report;
 - Helm: 100 HelmReleases of one local chart, the `render (helm)` stage cold and from the cache.
 Each figure is the median of `--runs` runs, with min and max.
 
@@ -26,11 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.generate import generate
 from bot.config import Config
+from bot.diskcache import BoundedFolder
 from bot.publish.jsonout import render_json
 from bot.render.build import DiskCache
 from bot.render.kustomize import find_kustomize
@@ -85,6 +90,18 @@ def floor(root: Path) -> float:
     return total / CORES
 
 
+def parallel(root: Path) -> float:
+    """Wall seconds of the same builds run `CORES` at a time, with nothing else: what a check would
+    take if it did nothing but build. Above the floor when one build keeps more than one core busy."""
+    kustomize = find_kustomize()
+    targets = RepoModel(RepoTree(root)).targets
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=CORES) as pool:
+        list(pool.map(lambda t: subprocess.run([*kustomize.argv, str(root / t.path)], capture_output=True,
+                                               check=False), targets))
+    return time.perf_counter() - start
+
+
 def one_patch(root: Path, n: int) -> None:
     patch = sorted(root.glob("overlays/production/*/patch-deployment.yaml"))[n % 7]
     patch.write_text(patch.read_text() + f"# edit {n}\n")
@@ -94,7 +111,9 @@ def measure(services: int, runs: int) -> list[Figure]:
     figures = {key: Figure(spec[0], spec[1], unit=spec[2] if len(spec) > 2 else "s") for key, spec in {
         "floor": (f"floor (one-by-one builds ÷ {CORES} cores), N={services}", "—"),
         "cold": (f"cold `check`, N={services}", "≤ 1.10 × floor"),
+        "parallel": (f"bare builds {CORES} at a time ÷ floor, N={services}", "—", "×"),
         "ratio": (f"cold ÷ floor, N={services}", "≤ 1.10", "×"),
+        "over": (f"cold ÷ bare builds {CORES} at a time, N={services}", "—", "×"),
         "warm": (f"warm `check` after one patch, N={services}", "< 1 s" if services <= 100 else "< 2 s"),
         "rules": (f"rules + provenance + output, N={services}", "< 1.5 s (N=300)"),
         "rss": (f"peak RSS of a cold `check`, N={services}", "< 256 MiB", "MiB"),
@@ -106,16 +125,21 @@ def measure(services: int, runs: int) -> list[Figure]:
             subprocess.run(["git", "init", "-q", str(root)], check=True)
             cache = Path(tmp) / "cache"
             figures["floor"].values.append(floor(root))
+            bare = parallel(root)
+            figures["parallel"].values.append(bare / figures["floor"].values[-1])
             command = [sys.executable, "-m", "bot", "check", str(root), "--offline", "--format", "json"]
             seconds, rss = child(command, check_env(cache))
             figures["cold"].values.append(seconds)
             figures["rss"].values.append(rss)
             figures["ratio"].values.append(seconds / figures["floor"].values[-1])
+            figures["over"].values.append(seconds / bare)
             one_patch(root, run)
             figures["warm"].values.append(child(command, check_env(cache))[0])
             progress = Progress()
             config = replace(Config.default(), fetch_enabled=False)
-            report = run_check(root, None, config, cache=DiskCache(cache), progress=progress)
+            every = DiskCache(cache)
+            every.verdicts = BoundedFolder(None, ".json", 0, 0)  # every environment judged, none reused
+            report = run_check(root, None, config, cache=every, progress=progress)
             start = time.perf_counter()
             render_json(report)
             figures["rules"].values.append(progress.timings.get("rules", 0.0) + time.perf_counter() - start)
