@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from bot import __version__
 
@@ -41,11 +44,32 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    if argv is None and args.command in ONE_SHOT:
+        _leave(code)
+    return code
+
+
+# Commands that end once their output is written; run as a program (not main(argv) in a test), they
+# leave without Python freeing their objects one by one.
+ONE_SHOT = frozenset({"build", "check", "diff", "review"})
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit as mypy's hard_exit does: a check holds about a million objects, and freeing them at
+    interpreter teardown took a tenth of a warm check. What must happen at exit (atexit handlers and
+    finalizers: our temporary folders, logging) runs first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that went away; a stream already closed
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -336,3 +339,63 @@ def test_a_kept_finding_is_the_finding():
     again = verdicts.finding_of(json.loads(json.dumps(verdicts.finding_data(f))))
     assert again == f and again.places == f.places and again.located == f.located
     assert set(verdicts.finding_data(f)) == {field.name for field in dataclasses.fields(Finding)}
+
+
+# --- discovery parses only what can hold what it looks for ------------------------------------------
+ESCAPED_FLUX = flux_kustomization("./apps").replace("apiVersion: kustomize.toolkit.fluxcd.io/v1",
+                                                    'apiVersion: "kustomize.toolkit.\\x66luxcd.io/v1"')
+
+
+def test_a_flux_object_behind_an_escape_is_found(tmp_path):
+    write(tmp_path, {"clusters/production/apps.yaml": ESCAPED_FLUX, "apps/cm.yaml": "kind: ConfigMap\n"})
+    model = RepoModel(RepoTree(tmp_path))
+    assert [(f.kind, f.name) for f in model.flux_objects] == [("Kustomization", "apps")]
+    assert [t.path for t in model.targets] == ["apps"]
+
+
+def test_only_files_that_can_name_a_kind_are_parsed_for_it(tmp_path, monkeypatch):
+    write(tmp_path, {
+        "crds/plain.yaml": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a}\n",
+        "crds/escaped.yaml": 'apiVersion: apiextensions.k8s.io/v1\nkind: "CustomResource\\x44efinition"\n'
+                             "metadata: {name: b}\n",
+        "apps/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
+    })
+    model = RepoModel(RepoTree(tmp_path))
+    parsed: list[str] = []
+    real = RepoTree.docs
+    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    found = [(rel, obj["metadata"]["name"]) for rel, obj in model.source_objects("CustomResourceDefinition")]
+    assert found == [("crds/escaped.yaml", "b"), ("crds/plain.yaml", "a")]
+    assert "apps/deploy.yaml" not in parsed
+
+
+# --- what changed is built while the verdicts are looked up ------------------------------------------
+def test_a_prefetched_build_is_the_one_rendered(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    generate(2, root)
+    model = RepoModel(RepoTree(root))
+    builds: list[str] = []
+    real = build.run_build
+    monkeypatch.setattr(build, "run_build", lambda kz, scratch, path, **kw: builds.append(path) or real(kz, scratch, path, **kw))
+    renderer = Renderer(model, cache=DiskCache(tmp_path / "cache"), fetch=FetchSettings())
+    renderer.prefetch(list(model.targets))
+    out = renderer.render_all(model.targets[:3])
+    renderer.finish()
+    assert all(r.ok and not r.cached for r in out)
+    again = Renderer(RepoModel(RepoTree(root)), cache=DiskCache(tmp_path / "cache"), fetch=FetchSettings())
+    assert all(r.cached for r in again.render_all(RepoModel(RepoTree(root)).targets))  # the rest, built for the cache
+    assert sorted(builds) == sorted(t.path for t in model.targets)  # each built once
+
+
+def test_the_cli_leaves_no_temporary_folder_behind(tmp_path):
+    """`python -m bot check` exits without tearing its objects down, after what must run at exit."""
+    root = tmp_path / "repo"
+    generate(1, root)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "INFRA_REVIEW_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "bot", "check", str(root), "--offline", "--format", "json"],
+                         capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 1 and json.loads(out.stdout)["summary"]["errors"] > 0, out.stderr
+    assert list(scratch.iterdir()) == []

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -304,6 +304,8 @@ class Renderer:
         self._fetcher = fetcher
         self._remote: RemoteResources | None = None
         self._remote_lock = threading.Lock()
+        self._early: dict[int, Future[Rendered]] = {}  # builds `prefetch` started, by id(target)
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def remote(self) -> RemoteResources:
@@ -482,6 +484,10 @@ class Renderer:
     # --- public --------------------------------------------------------------------------
     def render(self, target: Target) -> Rendered:
         """One target's rendering; Stopped when the renderer's deadline says the work must stop."""
+        early = self._early.pop(id(target), None)
+        return early.result() if early is not None else self._render(target)
+
+    def _render(self, target: Target) -> Rendered:
         self.deadline.check()
         start = time.perf_counter()
         raw, cached, keep = self._raw_build(target)
@@ -520,6 +526,23 @@ class Renderer:
             ro.places = prov.placer(ro, origin)
             objects.append(ro)
         return objects
+
+    def prefetch(self, targets: list[Target]) -> None:
+        """Start building, in the background, the targets whose builds the cache lacks, while the caller
+        works out which of them it needs (a whole check's verdicts); `render` of such a target waits for
+        its build. One not asked for is built for the cache; `finish` waits for those."""
+        misses = [t for t in targets if not self._cached(t)]
+        if not misses:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=self.jobs)
+        self._early.update({id(t): self._pool.submit(self._render, t) for t in misses})
+
+    def finish(self) -> None:
+        """Wait for the builds `prefetch` started that nobody asked for."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._early.clear()
 
     def render_all(self, targets: list[Target] | tuple[Target, ...],
                    on_done: Callable[[Rendered], None] | None = None) -> list[Rendered]:

@@ -90,11 +90,16 @@ class RepoModel:
         return tuple(out)
 
     def _may_hold_flux(self, rel: str) -> bool:
+        return self._may_name(rel, "fluxcd")  # in every Flux API group
+
+    def _may_name(self, rel: str, word: str) -> bool:
+        """Whether a value of the file can hold `word`: written in its text, or behind a backslash
+        escape (the only way YAML spells a character otherwise)."""
         try:
             text = self.tree.read_text(rel)
         except (YamlError, OSError):
             return True  # parsed, to say why it cannot be read
-        return "fluxcd" in text or "\\" in text
+        return word in text or "\\" in text
 
     def flux_kustomizations(self) -> list[FluxRef]:
         return [f for f in self.flux_objects if f.kind == "Kustomization"]
@@ -208,11 +213,12 @@ class RepoModel:
             index.setdefault((obj.get("kind"), (obj.get("metadata") or {}).get("name")), set()).add(rel)
         return index
 
-    def source_objects(self) -> Iterable[tuple[str, dict]]:
-        """Every Kubernetes object defined in a YAML file of the tree (for lookups by kind/name)."""
+    def source_objects(self, kind: str | None = None) -> Iterable[tuple[str, dict]]:
+        """Every Kubernetes object defined in a YAML file of the tree (for lookups by kind/name); with
+        `kind`, only files whose text names it are parsed (all the others cannot hold one)."""
         for rel in self.tree.files:
             if (rel.endswith(YAML_SUFFIXES) and posixpath.basename(rel) not in KUSTOMIZATION_NAMES
-                    and self._discoverable(rel)):
+                    and self._discoverable(rel) and (kind is None or self._may_name(rel, kind))):
                 try:
                     docs = self.tree.docs(rel)
                 except YamlError:

@@ -214,19 +214,24 @@ def check_whole(model: RepoModel, config: Config, targets: list[Target], *, kust
         by_env.setdefault(_env(t), []).append(t)
     renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
                         fetch=FetchSettings.from_config(config))
-    with progress.stage("verdicts"):
-        store = Verdicts(model, config, renderer, cache.verdicts, _env)
-        keys = {env: store.key(env, ts) for env, ts in by_env.items()}
-        kept = {env: v for env, key in keys.items() if key is not None and (v := store.get(key)) is not None
-                and len(v.target_findings) == len(by_env[env])}
-        if any(v.helm for v in kept.values()):
-            helm = _helm_version()
-            kept = {env: v for env, v in kept.items() if v.helm in ("", helm)}
-    for env in kept:
-        for _t in by_env[env]:
-            progress.counted("verdict", True)
-    side, renderer = render_side(model, config, targets=[t for t in todo if _env(t) not in kept], kustomize=kustomize,
-                                 cache=cache, deadline=deadline, progress=progress)
+    renderer.prefetch(todo)  # what changed is being built while the verdicts are looked up
+    try:
+        with progress.stage("verdicts"):
+            store = Verdicts(model, config, renderer, cache.verdicts, _env)
+            keys = {env: store.key(env, ts) for env, ts in by_env.items()}
+            kept = {env: v for env, key in keys.items() if key is not None and (v := store.get(key)) is not None
+                    and len(v.target_findings) == len(by_env[env])}
+            if any(v.helm for v in kept.values()):
+                helm = _helm_version()
+                kept = {env: v for env, v in kept.items() if v.helm in ("", helm)}
+        for env in kept:
+            for _t in by_env[env]:
+                progress.counted("verdict", True)
+        side, renderer = render_side(model, config, targets=[t for t in todo if _env(t) not in kept],
+                                     kustomize=kustomize, cache=cache, deadline=deadline, progress=progress,
+                                     renderer=renderer)
+    finally:
+        renderer.finish()
     policy = effective_policy(config)
     with progress.stage("rules"):
         done: dict[str, list[tuple[Rendered, TargetStatus, list[Finding]]]] = {}
@@ -291,13 +296,14 @@ def _target_findings(r: Rendered, model: RepoModel, config: Config, policy: dict
 
 
 def render_side(model: RepoModel, config: Config, *, targets: list[Target] | None, kustomize: Kustomize | None,
-                cache: DiskCache | None, deadline: Deadline, progress: Progress) -> tuple[Side, Renderer]:
+                cache: DiskCache | None, deadline: Deadline, progress: Progress,
+                renderer: Renderer | None = None) -> tuple[Side, Renderer]:
     """What the targets (default: all) apply, their HelmReleases' output included; no rule is run."""
     side = Side(model=model)
     todo = list(model.targets if targets is None else targets)
     todo = side.targets = [t for t in todo if not config.is_ignored(t.path)]
-    renderer = Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
-                        fetch=FetchSettings.from_config(config))
+    renderer = renderer or Renderer(model, kustomize=kustomize, cache=cache, deadline=deadline,
+                                    fetch=FetchSettings.from_config(config))
     progress.expect(len(todo))
     with progress.stage("render (kustomize)"):
         side.rendered = renderer.render_all(todo, on_done=lambda r: progress.rendered(r.target.path, r.cached))

@@ -100,7 +100,7 @@ def repository_crds(model: RepoModel) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions written in the repository (found once per tree)."""
     key = ("validate", "crds")
     if key not in model.tree.memo:
-        model.tree.memo[key] = [obj for _rel, obj in model.source_objects() if obj.get("kind") == CRD]
+        model.tree.memo[key] = [obj for _rel, obj in model.source_objects(CRD) if obj.get("kind") == CRD]
     return model.tree.memo[key]  # type: ignore[return-value]
 
 
