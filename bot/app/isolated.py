@@ -28,9 +28,10 @@ from bot.deadline import Deadline
 T = TypeVar("T")
 PRELOAD = ["bot.review.pipeline", "bot.review.spans", "bot.app.review", "rules"]
 STOP_GRACE = 30.0  # seconds a cancelled child gets to reach its next step before it is killed
-# Reviews (and the builds they start, which inherit it) yield the CPU to the service's event loop: a
-# webhook is acknowledged within milliseconds even while every core renders.
-NICENESS = 10
+# Reviews (and the builds they start, which inherit it) yield the CPU to the service's event loop and
+# to Redis: a webhook is acknowledged within milliseconds even while every core renders. At 10, a
+# loaded two-core machine still delayed the slowest acknowledgements past 50 ms (bench/RESULTS.md).
+NICENESS = 19
 PR_SET_PDEATHSIG = 1
 
 _context: Any = None
