@@ -27,6 +27,12 @@ APP_ID = 4242
 SECRET = "test-webhook-secret"
 
 
+# Reviews run at nice 19 in service (bot/app/isolated.py), where they compete with the service alone.
+# Here they compete with the other test workers at nice 0, which would starve them (a review three
+# times slower under load, and tests waiting on it past their timeouts); subprocesses inherit this.
+os.environ.setdefault("INFRA_REVIEW_NICENESS", "10")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def render_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Builds cache under this session's temporary directory (one per xdist worker), never in the user's

@@ -31,7 +31,19 @@ STOP_GRACE = 30.0  # seconds a cancelled child gets to reach its next step befor
 # Reviews (and the builds they start, which inherit it) yield the CPU to the service's event loop and
 # to Redis: a webhook is acknowledged within milliseconds even while every core renders. At 10, a
 # loaded two-core machine still delayed the slowest acknowledgements past 50 ms (bench/RESULTS.md).
+# INFRA_REVIEW_NICENESS lowers it where reviews share the machine with other work at nice 0 that
+# should not starve them (the test suite's parallel workers).
 NICENESS = 19
+
+
+def niceness() -> int:
+    """The niceness of review processes: INFRA_REVIEW_NICENESS (0 to 19), else NICENESS."""
+    raw = os.environ.get("INFRA_REVIEW_NICENESS")
+    if raw is None:
+        return NICENESS
+    if not raw.strip().isdigit() or not 0 <= int(raw) <= 19:
+        raise ValueError(f"INFRA_REVIEW_NICENESS={raw!r}: expected a whole number from 0 to 19")
+    return int(raw)
 PR_SET_PDEATHSIG = 1
 
 _context: Any = None
@@ -65,8 +77,8 @@ def _stop_with_the_service() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    os.nice(NICENESS)
+def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], nice: int) -> None:
+    os.nice(nice)
     deadline = Deadline()
     signal.signal(signal.SIGTERM, lambda *_: deadline.cancel("the review was cancelled"))
     _stop_with_the_service()
@@ -104,9 +116,10 @@ def _describe(code: int | None) -> str:
 async def in_process(fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args, deadline=...)` in a child process; `fn` and `args` must pickle (a module-level
     function and plain data). Its exception is raised here; cancellation stops the child."""
+    nice = niceness()
     ctx = _forkserver()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, fn, args, nice), daemon=True)
     await asyncio.to_thread(proc.start)
     child.close()
     answer = asyncio.ensure_future(asyncio.to_thread(_receive, parent, proc))
