@@ -104,7 +104,7 @@ def _build_error(target: Target, rendered: Rendered, model: RepoModel, policy: d
     rule = rulebook.get_rule("build-error")
     err = rendered.error
     assert err is not None
-    env = target.environment or DEFAULT_ENVIRONMENT
+    env = _env(target)
     said = redact(err.message, secret_values(model.tree, model.inputs(target).files, policy), policy)
     return Finding(
         rule=rule.id, severity=rule.severity_for(env) or "error", environment=env,
@@ -124,7 +124,7 @@ def environment_contexts(rendered: Iterable[Rendered], model: RepoModel | None, 
     shown: dict[str, set[ResourceId]] = {}
     charted: dict[str, set[ResourceId]] = {}
     for r in rendered:
-        env = r.target.environment or DEFAULT_ENVIRONMENT
+        env = _env(r.target)
         bucket = by_env.setdefault(env, {})
         for ro in r.applied:
             bucket.setdefault(ro.id, ro)
@@ -217,7 +217,7 @@ def check_whole(model: RepoModel, config: Config, targets: list[Target], *, kust
     renderer.prefetch(todo)  # what changed is being built while the verdicts are looked up
     try:
         with progress.stage("verdicts"):
-            store = Verdicts(model, config, renderer, cache.verdicts, _env)
+            store = Verdicts(model, config, renderer, cache.verdicts, readers(model, list(model.targets)))
             keys = {env: store.key(env, ts) for env, ts in by_env.items()}
             kept = {env: v for env, key in keys.items() if key is not None and (v := store.get(key)) is not None
                     and len(v.target_findings) == len(by_env[env])}
@@ -383,7 +383,7 @@ def _objects(side: Side) -> dict[tuple[str, str, ResourceId], RenderedObject]:
     index: dict[tuple[str, str, ResourceId], RenderedObject] = {}
     for r in side.rendered:
         for ro in r.applied:
-            index.setdefault((r.target.path, r.target.environment or DEFAULT_ENVIRONMENT, ro.id), ro)
+            index.setdefault((r.target.path, _env(r.target), ro.id), ro)
     return index
 
 
@@ -456,12 +456,12 @@ def choose_targets(model: RepoModel, config: Config, envs: list[str] | None,
     if envs:
         from bot.config import normalise_env
 
-        known = sorted({t.environment or DEFAULT_ENVIRONMENT for t in targets})
+        known = sorted({_env(t) for t in targets})
         wanted = {normalise_env(e, config) for e in envs}
         if not wanted & set(known):
             raise NothingToCheck(f"--env {', '.join(envs)}: no target is in that environment; the environments "
                                  f"here are {', '.join(known) or 'none'}")
-        targets = [t for t in targets if (t.environment or DEFAULT_ENVIRONMENT) in wanted]
+        targets = [t for t in targets if _env(t) in wanted]
     if scope and scope != ".":
         inside = [t for t in targets if in_scope(t.path, scope)]
         if not inside:

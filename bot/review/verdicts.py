@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -154,22 +154,11 @@ class Verdicts:
     """The verdicts of one repository's environments, read from and written to `folder`."""
 
     def __init__(self, model: RepoModel, config: Config, renderer: Renderer, folder: BoundedFolder,
-                 environment: Any):
-        """`environment(target)`: the environment a target is judged in."""
-        self.model, self.renderer, self.folder = model, renderer, folder
-        self.environment = environment
+                 read_by: Mapping[str, frozenset[str]]):
+        """`read_by`: each file the repository's targets read, with their environments (pipeline.readers)."""
+        self.model, self.renderer, self.folder, self.read_by = model, renderer, folder, read_by
         self._static = json.dumps([VERDICT_FORMAT, code_digest(), config_digest(config), renderer.kustomize.version,
                                    list(model.tree.files)])
-        self._readers: dict[str, set[str]] | None = None
-
-    def _read_by(self) -> dict[str, set[str]]:
-        """Each file read by a target, with the environments of those targets."""
-        if self._readers is None:
-            self._readers = {}
-            for t in self.model.targets:
-                for rel in self.model.inputs(t).files:
-                    self._readers.setdefault(rel, set()).add(self.environment(t))
-        return self._readers
 
     def concerns_all(self, rel: str) -> bool:
         """Whether a file bears on every environment whatever reads it: a kustomization, or YAML holding a
@@ -198,9 +187,8 @@ class Verdicts:
             if render is None:
                 return None
             h.update(json.dumps([t.path, t.key, t.flux.file if t.flux else None, render]).encode())
-        readers = self._read_by()
         for rel in self.model.tree.files:
-            others = readers.get(rel)
+            others = self.read_by.get(rel)
             if others and env not in others and not self.concerns_all(rel):
                 continue
             h.update(rel.encode() + b"\0" + self.renderer.digest(rel))
