@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot import __version__
+from bot.process import collect_less
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_parser(sub)
 
     args = parser.parse_args(argv)
+    if argv is None and args.command in ONE_SHOT:
+        collect_less()
     try:
         code = args.func(args)
     except KeyboardInterrupt:
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Commands that end once their output is written; run as a program (not main(argv) in a test), they
-# leave without Python freeing their objects one by one.
+# collect garbage less often (bot.process) and leave without Python freeing their objects one by one.
 ONE_SHOT = frozenset({"build", "check", "diff", "review"})
 
 

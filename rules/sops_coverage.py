@@ -130,7 +130,7 @@ def check_repo(scope: RepoScope, rule: Rule) -> Iterator[Finding]:
     for rel in scope.model.tree.files:
         if not rel.endswith(YAML_SUFFIXES) or posixpath.basename(rel) in SOPS_CONFIGS:
             continue
-        if scope.config.is_ignored(rel):
+        if scope.config.is_ignored(rel) or not scope.model.may_name(rel, "Secret"):
             continue
         if is_chart_template(scope, rel):
             continue

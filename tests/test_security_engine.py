@@ -324,6 +324,18 @@ async def test_a_review_and_its_builds_run_at_the_lowest_priority(monkeypatch):
         await in_process(priorities)
 
 
+def thresholds(*, deadline: Deadline) -> tuple[int, int, int]:
+    import gc
+
+    return gc.get_threshold()
+
+
+async def test_a_review_collects_garbage_as_a_check_does():
+    from bot.process import THRESHOLDS
+
+    assert await in_process(thresholds) == THRESHOLDS != gc.get_threshold()
+
+
 async def test_a_review_process_that_dies_or_raises_is_an_error_not_a_dead_service():
     with pytest.raises(ReviewProcessDied, match="killed by SIGKILL: most likely out of memory"):
         await in_process(dies)

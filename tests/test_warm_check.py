@@ -5,6 +5,7 @@ are read on the calling thread, and Flux's post-build writes YAML only for objec
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -27,12 +28,17 @@ from bench.generate import generate
 from bot.config import Config
 from bot.diskcache import BoundedFolder
 from bot.fetch import FetchSettings
+from bot.model import ResourceId
+from bot.objects import RenderedObject
+from bot.process import THRESHOLDS
 from bot.publish.jsonout import render_json
 from bot.render.build import DiskCache, Renderer
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.pipeline import run_check
 from bot.yamlpos import YamlError, dump_docs, dump_error, load_docs, undump_docs
+from rules import sops_coverage
+from rules.repo_checks import RepoScope
 
 CONFIG = replace(Config.default(), fetch_enabled=False)
 REPOS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
@@ -170,6 +176,58 @@ def test_the_builds_object_is_not_changed_by_post_build(tmp_path):
     second = Renderer(model, cache=DiskCache(tmp_path / "cache"), fetch=FetchSettings()).render(model.targets[0])
     assert second.cached and [ro.obj for ro in second.objects] == [ro.obj for ro in first.objects]
     assert first.text == second.text
+
+
+def test_what_substitution_made_is_kept_with_the_build_for_the_same_variables(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    _flux_repo(root)
+    write(root, {
+        "clusters/production/apps.yaml": FLUX_SUBSTITUTING.replace(
+            "    substitute: {REGION: eu-west-1}\n",
+            "    substitute: {REGION: eu-west-1}\n    substituteFrom: [{kind: ConfigMap, name: vars}]\n"),
+        "clusters/production/vars.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: vars, namespace: flux-system}\n"
+                                         "data: {ZONE: a}\n",
+        "apps/templated.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: templated}\n"
+                               "data: {region: '${REGION}', zone: '${ZONE}', missing: '${NOPE}'}\n",
+    })
+
+    def render() -> build.Rendered:
+        model = RepoModel(RepoTree(root))
+        target = next(t for t in model.targets if t.path == "apps")
+        out = Renderer(model, cache=DiskCache(tmp_path / "cache"), fetch=FetchSettings()).render(target)
+        assert out.ok, out.error
+        return out
+
+    cold = render()
+    substituted: list[str] = []
+    real = flux._substitute
+    monkeypatch.setattr(flux, "_substitute", lambda obj, *a: substituted.append(obj["metadata"]["name"]) or real(obj, *a))
+    warm = render()
+    assert warm.cached and substituted == []
+    assert [ro.obj for ro in warm.objects] == [ro.obj for ro in cold.objects] and warm.notes == cold.notes
+    assert "variable ${NOPE} is not defined (left as is)" in warm.notes
+    templated = next(ro for ro in warm.objects if ro.name == "templated")
+    assert templated.obj["data"]["zone"] == "a"
+    assert templated.origin("data.region") == next(ro for ro in cold.objects if ro.name == "templated").origin("data.region")
+    (root / "clusters/production/vars.yaml").write_text(
+        (root / "clusters/production/vars.yaml").read_text().replace("ZONE: a", "ZONE: b"))
+    changed = render()  # the variables' sources are inputs of the build
+    assert not changed.cached and substituted == ["plain", "templated"]
+    assert next(ro for ro in changed.objects if ro.name == "templated").obj["data"]["zone"] == "b"
+    substituted.clear()
+    assert render().cached and substituted == []
+    model = RepoModel(RepoTree(root))
+    target = next(t for t in model.targets if t.path == "apps")
+    entry = DiskCache(tmp_path / "cache").get(Renderer(model, cache=DiskCache(None)).input_key(target) or "")
+    assert entry is not None and isinstance(entry.get("post"), str)
+    other = json.dumps({**json.loads(entry["post"]), "variables": "made with other values"})
+    _text, pairs = build._read(entry, target.path)
+    built = [RenderedObject(doc, ResourceId.of(doc), target) for doc, _origin in pairs]
+    for kept, again in ((entry["post"], []), (other, ["plain", "templated"]), ("{", ["plain", "templated"])):
+        substituted.clear()
+        out, made = flux.post_build(model, build.Rendered(target, objects=list(built)), kept)
+        assert substituted == again and (made is None) == (again == [])
+        assert [ro.obj for ro in out.objects] == [ro.obj for ro in changed.objects]
 
 
 def test_a_parsed_output_json_cannot_hold_is_read_from_the_text():
@@ -369,6 +427,22 @@ def test_only_files_that_can_name_a_kind_are_parsed_for_it(tmp_path, monkeypatch
     assert "apps/deploy.yaml" not in parsed
 
 
+def test_sops_coverage_parses_only_files_that_can_hold_a_secret(tmp_path, monkeypatch):
+    secret = "apiVersion: v1\nkind: {kind}\nmetadata: {{name: {name}}}\nstringData: {{password: hunter2}}\n"
+    write(tmp_path, {
+        "overlays/production/plain.yaml": secret.format(kind="Secret", name="a"),
+        "overlays/production/escaped.yaml": secret.format(kind='"Secr\\x65t"', name="b"),
+        "overlays/production/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
+    })
+    model = RepoModel(RepoTree(tmp_path))
+    parsed: list[str] = []
+    real = RepoTree.docs
+    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    found = [f.origin.file for f in sops_coverage.check_repo(RepoScope(model, CONFIG), sops_coverage.RULE)]
+    assert found == ["overlays/production/escaped.yaml", "overlays/production/plain.yaml"]
+    assert sorted(set(parsed)) == found
+
+
 # --- what changed is built while the verdicts are looked up ------------------------------------------
 def test_a_prefetched_build_is_the_one_rendered(tmp_path, monkeypatch):
     root = tmp_path / "repo"
@@ -399,3 +473,17 @@ def test_the_cli_leaves_no_temporary_folder_behind(tmp_path):
                          capture_output=True, text=True, env=env, check=False)
     assert out.returncode == 1 and json.loads(out.stdout)["summary"]["errors"] > 0, out.stderr
     assert list(scratch.iterdir()) == []
+
+
+def test_the_cli_collects_garbage_less_often_than_python_does(tmp_path):
+    root = tmp_path / "repo"
+    generate(1, root)
+    env = {**os.environ, "INFRA_REVIEW_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    for argv, expected in ((["check", str(root), "--offline"], THRESHOLDS), (["rules"], gc.get_threshold())):
+        program = ("import atexit, gc, sys\n"
+                   "atexit.register(lambda: print('thresholds', *gc.get_threshold(), file=sys.stderr))\n"
+                   "from bot.__main__ import main\n"
+                   f"sys.argv = ['infra-review', *{argv!r}]\n"
+                   "sys.exit(main())\n")
+        out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, check=False)
+        assert f"thresholds {' '.join(map(str, expected))}" in out.stderr.splitlines(), out.stderr

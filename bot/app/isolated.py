@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from bot.deadline import Deadline
+from bot.process import collect_less
 
 T = TypeVar("T")
 PRELOAD = ["bot.review.pipeline", "bot.review.spans", "bot.app.review", "rules"]
@@ -79,6 +80,7 @@ def _stop_with_the_service() -> None:
 
 def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], nice: int) -> None:
     os.nice(nice)
+    collect_less()
     deadline = Deadline()
     signal.signal(signal.SIGTERM, lambda *_: deadline.cancel("the review was cancelled"))
     _stop_with_the_service()

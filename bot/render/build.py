@@ -439,8 +439,8 @@ class Renderer:
         return self.remote.plan(inputs.remote, yaml_nodes, self.deadline)
 
     def _raw_build(self, target: Target) -> tuple[dict[str, Any], bool, str | None]:
-        """The build's result as the cache keeps it, whether it came from the cache, and the key to
-        keep it under once read (None: not to be kept, it failed before building or was stopped)."""
+        """The build's result as the cache keeps it, whether it came from the cache, and the key it is
+        kept under (None: not to be kept, it failed before building or was stopped)."""
         inputs = self.model.inputs(target)
         if inputs.errors:
             e = inputs.errors[0]
@@ -453,7 +453,7 @@ class Renderer:
         key = self._input_key(target, files, plan.digest if plan is not None else "")
         hit = self.cache.get(key)
         if hit is not None:
-            return hit, True, None
+            return hit, True, key
         remote = {"unfetched": [u.to_json() for u in plan.unfetched], "placed": [p.to_json() for p in plan.placed]} \
             if plan is not None else {}
         scratch = Path(tempfile.mkdtemp(prefix="infra-review-build-"))
@@ -490,7 +490,8 @@ class Renderer:
     def _render(self, target: Target) -> Rendered:
         self.deadline.check()
         start = time.perf_counter()
-        raw, cached, keep = self._raw_build(target)
+        raw, cached, key = self._raw_build(target)
+        keep = not cached and key is not None
         out = Rendered(target, cached=cached)
         out.unfetched = [Unfetched.from_json(u) for u in raw.get("unfetched") or []]
         placed = [Placed.from_json(p) for p in raw.get("placed") or []]
@@ -506,12 +507,14 @@ class Renderer:
                                        self.model.tree.kustomization_file(target.path) or target.path)
             else:
                 out.objects = self._objects(target, pairs, placed)
-                if keep is not None:
+                if keep:
                     raw = _with_parsed(raw, out.text, pairs)
             if out.ok and target.flux is not None and self.flux_emulation:
-                out = flux.post_build(self.model, out)
-        if keep is not None:
-            self.cache.put(keep, raw)
+                out, made = flux.post_build(self.model, out, raw.get("post"))
+                if made is not None and key is not None:
+                    raw, keep = {**raw, "post": made}, True  # kept beside the build: substitution is not redone
+        if keep and key is not None:
+            self.cache.put(key, raw)
         out.seconds = time.perf_counter() - start
         return out
 

@@ -9,6 +9,7 @@ the Flux Kustomization's own lines.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -97,12 +98,17 @@ def _lookup(model: RepoModel):
     return lookup
 
 
-def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
+def post_build(model: RepoModel, rendered: Rendered, kept: Any = None) -> tuple[Rendered, str | None]:
     """Apply commonMetadata and postBuild substitution; re-emit the output text when either changed
-    something (otherwise it stays byte for byte what kustomize printed)."""
+    something (otherwise it stays byte for byte what kustomize printed).
+
+    Substitution writes each object holding a `$` as YAML, substitutes and parses it again: what it
+    made is returned (JSON, None when there is nothing to keep) for the render cache to keep beside
+    the build, and `kept`, what an earlier call returned for the same build, is used instead of
+    substituting again when it was made with the same variables."""
     ref = rendered.target.flux
     if ref is None:
-        return rendered
+        return rendered, None
     flux = kustomization(ref)
     fdoc = model.flux_document(ref)
 
@@ -122,11 +128,16 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
         from_line = fline("spec", "postBuild", "substituteFrom")
         for name in variables:
             var_lines.setdefault(name, from_line)
-
+    digest = hashlib.sha256(json.dumps(variables, sort_keys=True).encode()).hexdigest()
+    made = _substituted(kept, digest, len(rendered.objects)) if post else None
+    fresh = made is None
+    if made is None:
+        made = ([], [])
+    results, notes = made
     reported: set[str] = set()
     new_objects: list[RenderedObject] = []
     rewritten = False
-    for ro in rendered.objects:
+    for i, ro in enumerate(rendered.objects):
         if not common and not post:
             ro.locate = _overlay(ro.locate, {}, flux, ref.file, fline, ro.obj)
             new_objects.append(ro)
@@ -141,34 +152,78 @@ def post_build(model: RepoModel, rendered: Rendered) -> Rendered:
                 for k in extra:
                     changed[format_path(("metadata", key, k))] = Origin(
                         ref.file, fline("spec", "commonMetadata", key, k), None, "flux", "commonMetadata")
-        if post and _mentions_dollar(obj) and "disabled" not in (as_dict(meta.get("annotations")).get(DISABLED),
-                                                                 as_dict(meta.get("labels")).get(DISABLED)):
-            text = dump(obj)
-            new_text, unresolved = substitute.substitute_text(text, variables)
-            for u in unresolved:
-                name = getattr(u, "name", str(u))
-                if name not in reported:
-                    reported.add(name)
-                    rendered.notes.append(f"variable ${{{name}}} is not defined (left as is)")
-            if new_text != text:
-                try:
-                    obj = load_data(new_text, ref.file)[0]
-                except (YamlError, IndexError):
-                    rendered.notes.append(f"substitution made {ResourceId.of(obj)} unreadable; kept as built")
-                else:
-                    for path in _diff_paths(ro.obj, obj):
-                        var = _var_in(get_path(ro.obj, path))
-                        changed[path] = Origin(ref.file, var_lines.get(var or "", fline("spec", "postBuild")),
-                                               None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
+        if post:
+            if fresh:
+                results.append(_substitute(obj, variables, ref.file, reported, notes))
+            substituted = results[i]
+            if substituted is not None:
+                for path in _diff_paths(ro.obj, substituted):
+                    var = _var_in(get_path(ro.obj, path))
+                    changed[path] = Origin(ref.file, var_lines.get(var or "", fline("spec", "postBuild")),
+                                           None, "flux", f"postBuild ${{{var}}}" if var else "postBuild")
+                obj = substituted
         rewritten = rewritten or obj != ro.obj
         new_ro = RenderedObject(obj, ResourceId.of(obj), rendered.target)
         new_ro.locate = _overlay(ro.locate, changed, flux, ref.file, fline, obj)
         new_ro.places = ro.places
         new_objects.append(new_ro)
+    rendered.notes.extend(notes)
     rendered.objects = new_objects
     if rewritten:
         rendered.output = lambda: "---\n".join(dump(o.obj, allow_unicode=True) for o in new_objects)
-    return rendered
+    return rendered, _memo(digest, results, notes) if post and fresh else None
+
+
+def _substitute(obj: dict[str, Any], variables: dict[str, str], file: str, reported: set[str],
+                notes: list[str]) -> dict[str, Any] | None:
+    """The object as Flux's substitution leaves it, None when it leaves it as it was (or cannot read
+    what it made); what it could not do is said in `notes`, each undefined variable once."""
+    meta = as_dict(obj.get("metadata"))
+    if not _mentions_dollar(obj) or "disabled" in (as_dict(meta.get("annotations")).get(DISABLED),
+                                                   as_dict(meta.get("labels")).get(DISABLED)):
+        return None
+    text = dump(obj)
+    new_text, unresolved = substitute.substitute_text(text, variables)
+    for u in unresolved:
+        name = getattr(u, "name", str(u))
+        if name not in reported:
+            reported.add(name)
+            notes.append(f"variable ${{{name}}} is not defined (left as is)")
+    if new_text == text:
+        return None
+    try:
+        return load_data(new_text, file)[0]
+    except (YamlError, IndexError):
+        notes.append(f"substitution made {ResourceId.of(obj)} unreadable; kept as built")
+        return None
+
+
+def _memo(digest: str, results: list[dict[str, Any] | None], notes: list[str]) -> str | None:
+    """What substitution made, as JSON, when JSON holds it exactly (else it is made again each time)."""
+    try:
+        text = json.dumps({"variables": digest, "objects": results, "notes": notes}, ensure_ascii=False)
+        if json.loads(text)["objects"] != results:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return text
+
+
+def _substituted(kept: Any, digest: str, count: int) -> tuple[list[dict[str, Any] | None], list[str]] | None:
+    """What `_memo` kept, as new objects, when it was made with these variables for `count` objects."""
+    if not isinstance(kept, str):
+        return None
+    try:
+        memo = json.loads(kept)
+    except ValueError:
+        return None
+    if not isinstance(memo, dict) or memo.get("variables") != digest:
+        return None
+    results, notes = memo.get("objects"), memo.get("notes")
+    if (not isinstance(results, list) or len(results) != count or not isinstance(notes, list)
+            or not all(r is None or isinstance(r, dict) for r in results) or not all(isinstance(n, str) for n in notes)):
+        return None
+    return results, notes
 
 
 def _mentions_dollar(obj: dict[str, Any]) -> bool:

@@ -90,9 +90,9 @@ class RepoModel:
         return tuple(out)
 
     def _may_hold_flux(self, rel: str) -> bool:
-        return self._may_name(rel, "fluxcd")  # in every Flux API group
+        return self.may_name(rel, "fluxcd")  # in every Flux API group
 
-    def _may_name(self, rel: str, word: str) -> bool:
+    def may_name(self, rel: str, word: str) -> bool:
         """Whether a value of the file can hold `word`: written in its text, or behind a backslash
         escape (the only way YAML spells a character otherwise)."""
         try:
@@ -218,7 +218,7 @@ class RepoModel:
         `kind`, only files whose text names it are parsed (all the others cannot hold one)."""
         for rel in self.tree.files:
             if (rel.endswith(YAML_SUFFIXES) and posixpath.basename(rel) not in KUSTOMIZATION_NAMES
-                    and self._discoverable(rel) and (kind is None or self._may_name(rel, kind))):
+                    and self._discoverable(rel) and (kind is None or self.may_name(rel, kind))):
                 try:
                     docs = self.tree.docs(rel)
                 except YamlError:
