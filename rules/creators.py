@@ -157,16 +157,20 @@ def created_in(ctx: EnvContext) -> dict[Key, str]:
 # --- the repository's own files ------------------------------------------------------------
 
 
-def repo_documents(model: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+def repo_documents(model: Any, kinds: Iterable[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(file, mapping) of every YAML document of the repository outside its ignored paths (RepoModel;
     files that do not parse are left out: build-error reports them). Parsed documents are the tree's
-    own cache; nothing more is kept here."""
+    own cache; nothing more is kept here. With `kinds`, only files whose text can name one of them
+    are parsed (RepoModel.may_name)."""
     from bot.repo.tree import YAML_SUFFIXES
     from bot.yamlpos import YamlError
 
     ignored = getattr(model, "ignored", None)
+    wanted = None if kinds is None else tuple(kinds)
     for rel in model.tree.files:
         if not rel.endswith(YAML_SUFFIXES) or (ignored is not None and ignored(rel)):
+            continue
+        if wanted is not None and not any(model.may_name(rel, kind) for kind in wanted):
             continue
         try:
             docs = model.tree.docs(rel)
@@ -177,7 +181,9 @@ def repo_documents(model: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def repo_created(model: Any, extra: Iterable[Any] = ()) -> dict[Key, str]:
     """What the repository's files create indirectly, as written (before any kustomize namespace)."""
-    return created_by((data for _rel, data in repo_documents(model)), extra)
+    extra = list(extra)
+    kinds = {gen.kind for gen in generators(extra)}
+    return created_by((data for _rel, data in repo_documents(model, kinds)), extra)
 
 
 def files_defining(model: Any, kind: str, group: str, name: str) -> list[str]:

@@ -20,6 +20,7 @@ from trees import flux_kustomization, write
 
 import bot.render.build as build
 import bot.render.flux as flux
+import bot.repo.kustomization as kustomization_module
 import bot.repo.tree as tree_module
 import bot.review.pipeline as pipeline
 import bot.review.verdicts as verdicts
@@ -37,7 +38,7 @@ from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.pipeline import run_check
 from bot.yamlpos import YamlError, dump_docs, dump_error, load_docs, undump_docs
-from rules import sops_coverage
+from rules import creators, sops_coverage
 from rules.repo_checks import RepoScope
 
 CONFIG = replace(Config.default(), fetch_enabled=False)
@@ -441,6 +442,59 @@ def test_sops_coverage_parses_only_files_that_can_hold_a_secret(tmp_path, monkey
     found = [f.origin.file for f in sops_coverage.check_repo(RepoScope(model, CONFIG), sops_coverage.RULE)]
     assert found == ["overlays/production/escaped.yaml", "overlays/production/plain.yaml"]
     assert sorted(set(parsed)) == found
+
+
+def test_only_files_that_can_name_a_creator_are_parsed_for_what_it_creates(tmp_path, monkeypatch):
+    listener = ("apiVersion: triggers.tekton.dev/v1beta1\nkind: {kind}\nmetadata: {{name: {name}, namespace: ci}}\n")
+    write(tmp_path, {
+        "ci/plain.yaml": listener.format(kind="EventListener", name="hooks"),
+        "ci/escaped.yaml": listener.format(kind='"Event\\x4cistener"', name="other"),
+        "apps/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
+    })
+    model = RepoModel(RepoTree(tmp_path))
+    parsed: list[str] = []
+    real = RepoTree.docs
+    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    created = creators.repo_created(model)
+    assert {("Service", "ci", "el-hooks"), ("Service", "ci", "el-other")} <= set(created)
+    assert sorted(set(parsed)) == ["ci/escaped.yaml", "ci/plain.yaml"]
+
+
+def test_a_kustomization_is_read_once_per_tree_and_its_error_every_time_asked(tmp_path, monkeypatch):
+    write(tmp_path, {"a/kustomization.yaml": "resources: [cm.yaml]\n", "a/cm.yaml": "kind: ConfigMap\n",
+                     "b/kustomization.yaml": "resources: [/etc/passwd]\n"})
+    tree = RepoTree(tmp_path)
+    loads: list[str] = []
+    real = kustomization_module._load_kustomization
+    monkeypatch.setattr(kustomization_module, "_load_kustomization",
+                        lambda t, d: loads.append(d) or real(t, d))
+    first = kustomization_module.load_kustomization(tree, "a")
+    assert kustomization_module.load_kustomization(tree, "a") is first and [r.path for r in first.refs] == ["a/cm.yaml"]
+    errors = []
+    for _ in range(2):
+        with pytest.raises(kustomization_module.BuildError) as caught:
+            kustomization_module.load_kustomization(tree, "b")
+        errors.append(caught.value)
+    assert errors[0] is not errors[1] and str(errors[0]) == str(errors[1])
+    assert "absolute path" in errors[0].message and (errors[0].file, errors[0].line) == ("b/kustomization.yaml", 1)
+    assert loads == ["a", "b"]
+
+
+def test_a_file_is_read_whole_even_when_it_grew_after_its_size_was_taken():
+    reader, writer = os.pipe()
+    os.write(writer, b"x" * 60_000)  # within a pipe's buffer
+    os.close(writer)
+    try:
+        assert tree_module._read_all(reader, 10, 200_000) == b"x" * 60_000
+    finally:
+        os.close(reader)
+    reader, writer = os.pipe()
+    os.write(writer, b"y" * 5_000)
+    os.close(writer)
+    try:
+        assert tree_module._read_all(reader, 10, 1_001) == b"y" * 1_001  # never past the limit
+    finally:
+        os.close(reader)
 
 
 # --- what changed is built while the verdicts are looked up ------------------------------------------

@@ -124,13 +124,28 @@ def generator_paths(gen: dict[str, Any]) -> list[tuple[str, str, tuple]]:
 
 
 def load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
-    """Parse the kustomization of `directory` and resolve every path it names.
+    """Parse the kustomization of `directory` and resolve every path it names; once per tree
+    (discovery, provenance and the rules read the same ones). Callers must not change it.
 
     Raises BuildError at the offending line for anything we refuse to build: absolute paths, paths
     or symlinks leaving the root, Helm chart inflation and exec/KRM plugins. Remote entries are kept
     as refs with `remote=True` (no path): the renderer fetches them, or says they were not checked
     (bot.fetch.resources).
     """
+    key = ("kustomization", directory)
+    known = tree.memo.get(key)
+    if known is None:
+        try:
+            known = _load_kustomization(tree, directory)
+        except BuildError as exc:
+            known = (exc.message, exc.file, exc.line)  # not the exception: its traceback holds the parse
+        tree.memo[key] = known
+    if isinstance(known, tuple):
+        raise BuildError(*known)
+    return known  # type: ignore[return-value]
+
+
+def _load_kustomization(tree: RepoTree, directory: str) -> Kustomization:
     kfile = tree.kustomization_file(directory)
     if kfile is None:
         raise BuildError(f"no kustomization file in {directory}", directory)
