@@ -412,6 +412,14 @@ def test_a_flux_object_behind_an_escape_is_found(tmp_path):
     assert [t.path for t in model.targets] == ["apps"]
 
 
+def _parsed_files(monkeypatch) -> list[str]:
+    """The files parsed from now on, in order."""
+    parsed: list[str] = []
+    real = RepoTree.docs
+    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    return parsed
+
+
 def test_only_files_that_can_name_a_kind_are_parsed_for_it(tmp_path, monkeypatch):
     write(tmp_path, {
         "crds/plain.yaml": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a}\n",
@@ -420,9 +428,7 @@ def test_only_files_that_can_name_a_kind_are_parsed_for_it(tmp_path, monkeypatch
         "apps/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
     })
     model = RepoModel(RepoTree(tmp_path))
-    parsed: list[str] = []
-    real = RepoTree.docs
-    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    parsed = _parsed_files(monkeypatch)
     found = [(rel, obj["metadata"]["name"]) for rel, obj in model.source_objects("CustomResourceDefinition")]
     assert found == [("crds/escaped.yaml", "b"), ("crds/plain.yaml", "a")]
     assert "apps/deploy.yaml" not in parsed
@@ -436,9 +442,7 @@ def test_sops_coverage_parses_only_files_that_can_hold_a_secret(tmp_path, monkey
         "overlays/production/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
     })
     model = RepoModel(RepoTree(tmp_path))
-    parsed: list[str] = []
-    real = RepoTree.docs
-    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    parsed = _parsed_files(monkeypatch)
     found = [f.origin.file for f in sops_coverage.check_repo(RepoScope(model, CONFIG), sops_coverage.RULE)]
     assert found == ["overlays/production/escaped.yaml", "overlays/production/plain.yaml"]
     assert sorted(set(parsed)) == found
@@ -452,9 +456,7 @@ def test_only_files_that_can_name_a_creator_are_parsed_for_what_it_creates(tmp_p
         "apps/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
     })
     model = RepoModel(RepoTree(tmp_path))
-    parsed: list[str] = []
-    real = RepoTree.docs
-    monkeypatch.setattr(RepoTree, "docs", lambda self, rel: parsed.append(rel) or real(self, rel))
+    parsed = _parsed_files(monkeypatch)
     created = creators.repo_created(model)
     assert {("Service", "ci", "el-hooks"), ("Service", "ci", "el-other")} <= set(created)
     assert sorted(set(parsed)) == ["ci/escaped.yaml", "ci/plain.yaml"]
