@@ -3,10 +3,12 @@ of N services × 3 environments. A benchmark that prints (and writes bench/RESUL
 `make bench` runs it. Not a test.
 
 Per N:
-- floor: the sum of one-by-one `kustomize build` of every target, divided by the cores (measured in
-  the same run, so the machine's speed cancels out);
-- bare builds in parallel: the same builds, as many at a time as there are cores, and nothing else
-  (what the floor would be if a build used one core; the cold check is compared with it too);
+- floor: the sum of one-by-one `kubectl kustomize` builds of every target, as the binary runs by
+  default, divided by the cores (measured in the same run, so the machine's speed cancels out);
+- floor with the check's Go settings: the same, each build run with the collector settings the
+  check gives its builds (bot.render.kustomize.BUILD_GC), so the cold check's own overhead shows;
+- bare builds in parallel: the builds with those settings, as many at a time as there are cores,
+  and nothing else (the cold check is compared with it too);
 - cold `check`: a whole-repository check with an empty render cache, as a child process (its wall
   time and peak RSS);
 - warm `check` after one production patch changed: the same cache, one file edited;
@@ -36,9 +38,10 @@ from pathlib import Path
 from bench.generate import generate
 from bot.config import Config
 from bot.diskcache import BoundedFolder
+from bot.process import collect_less
 from bot.publish.jsonout import render_json
 from bot.render.build import DiskCache
-from bot.render.kustomize import find_kustomize
+from bot.render.kustomize import BUILD_GC, find_kustomize
 from bot.repo.discover import RepoModel
 from bot.repo.tree import RepoTree
 from bot.review.pipeline import run_check
@@ -78,27 +81,29 @@ def check_env(cache: Path) -> dict[str, str]:
     return {**os.environ, "INFRA_REVIEW_CACHE": str(cache), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
-def floor(root: Path) -> float:
-    """Sum of one-by-one builds of every target's folder ÷ cores."""
+def floor(root: Path, env: dict[str, str] | None = None) -> float:
+    """Sum of one-by-one builds of every target's folder ÷ cores; `env` over this environment."""
     kustomize = find_kustomize()
     model = RepoModel(RepoTree(root))
     total = 0.0
     for target in model.targets:
         start = time.perf_counter()
-        subprocess.run([*kustomize.argv, str(root / target.path)], capture_output=True, check=False)
+        subprocess.run([*kustomize.argv, str(root / target.path)], capture_output=True, check=False,
+                       env={**os.environ, **(env or {})})
         total += time.perf_counter() - start
     return total / CORES
 
 
 def parallel(root: Path) -> float:
-    """Wall seconds of the same builds run `CORES` at a time, with nothing else: what a check would
-    take if it did nothing but build. Above the floor when one build keeps more than one core busy."""
+    """Wall seconds of the builds, with the check's Go settings, run `CORES` at a time and nothing
+    else: what a check would take if it did nothing but build."""
     kustomize = find_kustomize()
     targets = RepoModel(RepoTree(root)).targets
+    env = {**os.environ, **BUILD_GC}
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=CORES) as pool:
         list(pool.map(lambda t: subprocess.run([*kustomize.argv, str(root / t.path)], capture_output=True,
-                                               check=False), targets))
+                                               check=False, env=env), targets))
     return time.perf_counter() - start
 
 
@@ -110,9 +115,11 @@ def one_patch(root: Path, n: int) -> None:
 def measure(services: int, runs: int) -> list[Figure]:
     figures = {key: Figure(spec[0], spec[1], unit=spec[2] if len(spec) > 2 else "s") for key, spec in {
         "floor": (f"floor (one-by-one builds ÷ {CORES} cores), N={services}", "—"),
+        "floor_gc": (f"floor with the check's Go settings, N={services}", "—"),
         "cold": (f"cold `check`, N={services}", "≤ 1.10 × floor"),
         "parallel": (f"bare builds {CORES} at a time ÷ floor, N={services}", "—", "×"),
         "ratio": (f"cold ÷ floor, N={services}", "≤ 1.10", "×"),
+        "ratio_gc": (f"cold ÷ floor with the check's Go settings, N={services}", "—", "×"),
         "over": (f"cold ÷ bare builds {CORES} at a time, N={services}", "—", "×"),
         "warm": (f"warm `check` after one patch, N={services}", "< 1 s" if services <= 100 else "< 2 s"),
         "rules": (f"rules + provenance + output, N={services}", "< 1.5 s (N=300)"),
@@ -125,6 +132,7 @@ def measure(services: int, runs: int) -> list[Figure]:
             subprocess.run(["git", "init", "-q", str(root)], check=True)
             cache = Path(tmp) / "cache"
             figures["floor"].values.append(floor(root))
+            figures["floor_gc"].values.append(floor(root, BUILD_GC))
             bare = parallel(root)
             figures["parallel"].values.append(bare / figures["floor"].values[-1])
             command = [sys.executable, "-m", "bot", "check", str(root), "--offline", "--format", "json"]
@@ -132,6 +140,7 @@ def measure(services: int, runs: int) -> list[Figure]:
             figures["cold"].values.append(seconds)
             figures["rss"].values.append(rss)
             figures["ratio"].values.append(seconds / figures["floor"].values[-1])
+            figures["ratio_gc"].values.append(seconds / figures["floor_gc"].values[-1])
             figures["over"].values.append(seconds / bare)
             one_patch(root, run)
             figures["warm"].values.append(child(command, check_env(cache))[0])
@@ -219,6 +228,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("git") is None:
         sys.exit("bench.perf needs git on PATH")
+    collect_less()  # the in-process figures run what `check` runs, so with its collector settings
     rows: list[Figure] = []
     for n in args.services:
         rows += measure(n, args.runs)

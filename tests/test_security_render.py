@@ -128,6 +128,14 @@ def test_kustomize_gets_the_folder_after_the_end_of_options(tmp_path):
     assert res.stdout.splitlines() == ["--", "./--output=/tmp/x"]
 
 
+def test_a_build_runs_with_the_collector_off_below_a_memory_limit_and_nothing_else_of_ours(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFRA_REVIEW_SECRET_PROBE", "not for builds")
+    env = Kustomize(("/bin/sh", "-c", "/usr/bin/env", "sh"), "test")
+    seen = dict(line.split("=", 1) for line in run_build(env, tmp_path, "app").stdout.splitlines() if "=" in line)
+    assert (seen["GOGC"], seen["GOMEMLIMIT"]) == ("off", "384MiB")
+    assert "INFRA_REVIEW_SECRET_PROBE" not in seen and seen["HOME"] == "/nonexistent"
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Path:
     return build_example_repo(tmp_path_factory.mktemp("security") / "shop")

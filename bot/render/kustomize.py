@@ -37,6 +37,12 @@ from bot.render.sandbox import sandbox_env as _sandbox_env
 from bot.render.sandbox import setting as setting
 
 BUILD_TIMEOUT = setting("INFRA_REVIEW_BUILD_TIMEOUT", 60)
+# Go's collector off until the heap nears 384 MiB: a build lives a tenth of a second and most never
+# get there, yet at Go's default (GOGC=100) collecting took 40 % of its CPU and a second core (90
+# builds two at a time: 12.2 CPU-seconds and 6.4 s, against 8.1 and 4.2 s; peak RSS 87 -> 99 MiB).
+# Past the limit the collector runs as often as it must, so a large build is still bounded: below
+# the sandbox's address-space cap, and the 512 MiB the hostile-input suite allows a review.
+BUILD_GC = {"GOGC": "off", "GOMEMLIMIT": "384MiB"}
 
 
 class RendererMissing(RuntimeError):
@@ -106,7 +112,7 @@ def run_build(kz: Kustomize, workdir: Path, directory: str, timeout: float = BUI
     with everything it started, past `timeout` or past `max_output` bytes (default MAX_TARGET_BYTES),
     so neither a slow nor a huge build holds the service; and when `stop` says the review it belongs
     to must stop (then Stopped is raised). `unrestricted`: load restrictions off (build_argv)."""
-    return run_sandboxed(build_argv(kz, directory, unrestricted), workdir, timeout=timeout,
+    return run_sandboxed(build_argv(kz, directory, unrestricted), workdir, timeout=timeout, env_extra=BUILD_GC,
                          max_output=MAX_TARGET_BYTES if max_output is None else max_output, stop=stop,
                          what="kustomize build", printer="the build", timeout_setting="INFRA_REVIEW_BUILD_TIMEOUT")
 
