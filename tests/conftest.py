@@ -71,6 +71,15 @@ def load_payload(event: str, name: str) -> dict:
     return copy.deepcopy(json.loads((WEBHOOK_EXAMPLES / event / name).read_text()))
 
 
+def ours(payload: dict) -> dict:
+    """A check_run or check_suite payload as GitHub sends it to this App: about a run or suite of
+    ours (the examples were recorded for other Apps, which the service ignores)."""
+    for key in ("check_run", "check_suite"):
+        if isinstance(payload.get(key), dict):
+            payload[key]["app"]["id"] = APP_ID
+    return payload
+
+
 @pytest.fixture(scope="session")
 def private_key() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

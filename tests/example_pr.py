@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 from bot.cli.demo import BASE_BRANCH, PR_BRANCH, build_example_repo
-from tests.conftest import load_payload
+from tests.conftest import load_payload, ours
 from tests.fakegh import FakeGitHub, FakePull
 
 REPO = "Codertocat/Hello-World"
@@ -73,7 +73,7 @@ def opened(example: dict) -> dict:
 
 
 def rerequested(example: dict) -> dict:
-    payload = load_payload("check_run", "rerequested.payload.json")
+    payload = ours(load_payload("check_run", "rerequested.payload.json"))
     payload["repository"]["full_name"] = REPO
     payload["repository"]["name"], payload["repository"]["owner"]["login"] = REPO.split("/")[1], REPO.split("/")[0]
     payload["check_run"].update(head_sha=example["head_sha"], external_id=str(NUMBER))

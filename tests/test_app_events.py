@@ -6,7 +6,7 @@ import pytest
 
 from bot.app.server import CTX, WORKER
 from bot.queue import JobState
-from tests.conftest import load_payload
+from tests.conftest import load_payload, ours
 from tests.fakegh import FakePull
 
 HEAD = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
@@ -146,7 +146,7 @@ async def test_recheck_needs_write_permission(make_bot, fakegh, role, allowed):
 
 
 async def test_check_run_rerequested_fork_pr_found_by_commit(make_bot, fakegh):
-    payload = load_payload("check_run", "rerequested.payload.json")
+    payload = ours(load_payload("check_run", "rerequested.payload.json"))
     assert payload["check_run"]["pull_requests"] == [] and payload["check_run"]["external_id"] == ""
     seed(fakegh, "github/hello-world", 5, payload["check_run"]["head_sha"])
     bot = await make_bot()
@@ -159,7 +159,7 @@ async def test_check_run_rerequested_fork_pr_found_by_commit(make_bot, fakegh):
 
 
 async def test_check_run_pr_number_from_external_id(make_bot, fakegh):
-    payload = load_payload("check_run", "rerequested.with-organization.payload.json")
+    payload = ours(load_payload("check_run", "rerequested.with-organization.payload.json"))
     payload["check_run"]["external_id"] = "9"
     seed(fakegh, "github/hello-world", 9, "e" * 40)
     bot = await make_bot()
@@ -170,7 +170,7 @@ async def test_check_run_pr_number_from_external_id(make_bot, fakegh):
 
 
 async def test_check_run_requested_action_rechecks(make_bot, fakegh):
-    payload = load_payload("check_run", "requested_action.payload.json")
+    payload = ours(load_payload("check_run", "requested_action.payload.json"))
     seed(fakegh, "electron/electron", 26764, payload["check_run"]["head_sha"])
     bot = await make_bot()
     await bot.send("check_run", payload)
@@ -182,7 +182,7 @@ async def test_check_run_requested_action_rechecks(make_bot, fakegh):
 @pytest.mark.parametrize(("name", "lookups"), [("rerequested.payload.json", 0),
                                                ("requested.payload.json", 1)])
 async def test_check_suite_reviews_its_prs(make_bot, fakegh, name, lookups):
-    payload = load_payload("check_suite", name)
+    payload = ours(load_payload("check_suite", name))
     if lookups:
         seed(fakegh, REPO, 7, payload["check_suite"]["head_sha"])
     bot = await make_bot()
@@ -195,7 +195,7 @@ async def test_check_suite_reviews_its_prs(make_bot, fakegh, name, lookups):
 
 async def test_check_suite_without_open_prs_queues_nothing(make_bot, fakegh):
     bot = await make_bot()
-    await bot.send("check_suite", load_payload("check_suite", "requested.with-organization.payload.json"))
+    await bot.send("check_suite", ours(load_payload("check_suite", "requested.with-organization.payload.json")))
     await bot.settle()
     assert bot.reviewed == []
     assert len(fakegh.calls("repos/list-pull-requests-associated-with-commit")) == 1

@@ -285,6 +285,14 @@ EVENTS: dict[str, tuple[str, Callable[[], dict], str]] = {
     "check-run-completed-by-another-app": (
         "check_run", lambda: {**load_payload("check_run", "rerequested.payload.json"), "action": "completed"},
         "ignored"),
+    "check-run-rerequested-for-another-app": (
+        "check_run", lambda: load_payload("check_run", "rerequested.payload.json"), "ignored"),
+    "check-run-requested-action-for-another-app": (
+        "check_run", lambda: load_payload("check_run", "requested_action.payload.json"), "ignored"),
+    "check-suite-rerequested-for-another-app": (
+        "check_suite", lambda: load_payload("check_suite", "rerequested.payload.json"), "ignored"),
+    "check-suite-requested-for-another-app": (
+        "check_suite", lambda: load_payload("check_suite", "requested.payload.json"), "ignored"),
     "check-suite-completed": (
         "check_suite", lambda: {**load_payload("check_suite", "requested.payload.json"), "action": "completed"},
         "ignored"),

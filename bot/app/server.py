@@ -31,7 +31,7 @@ from .logs import Scrubber
 from .manifest import app_manifest
 from .metrics import CONTENT_TYPE, Metrics, bounded
 from .settings import Settings, check_private_key
-from .webhooks import WebhookRejected, body_text, check_fields, check_size, parse_event
+from .webhooks import WebhookRejected, body_text, check_fields, check_size, for_another_app, parse_event
 from .worker import FailFn, ReviewFn, Worker
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def _webhook(router: Router) -> Callable[[web.Request], Any]:
             body = await read_body(request, ctx.settings.max_body_bytes)
             event = parse_event(request.headers, body, secret=ctx.settings.webhook_secret,
                                 max_bytes=ctx.settings.max_body_bytes)
-            routed = bool(router.fetch(event))
+            routed = bool(router.fetch(event)) and not for_another_app(event, ctx.settings.app_id)
             if routed:
                 check_fields(event)
         except WebhookRejected as exc:

@@ -122,6 +122,14 @@ def check_fields(event: Event) -> None:
             raise WebhookRejected(400, f"a {event.event} payload needs {path}")
 
 
+def for_another_app(event: Event, app_id: int | None) -> bool:
+    """Whether a check_run or check_suite event is about another App's run or suite. GitHub sends
+    `rerequested` and `requested_action` only to the App that owns the run, so this is a second
+    guard: a Re-run button of another tool, or a forged delivery, never reviews the PR."""
+    owner = _at(event.data, f"{event.event}.app.id") if event.event in ("check_run", "check_suite") else None
+    return isinstance(owner, int) and not isinstance(owner, bool) and app_id is not None and owner != app_id
+
+
 def installation_id(event: Event) -> int | None:
     """The installation a delivery belongs to (None for repository webhooks and pings)."""
     inst = event.data.get("installation")
