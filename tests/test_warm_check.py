@@ -420,46 +420,30 @@ def _parsed_files(monkeypatch) -> list[str]:
     return parsed
 
 
-def test_only_files_that_can_name_a_kind_are_parsed_for_it(tmp_path, monkeypatch):
-    write(tmp_path, {
-        "crds/plain.yaml": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a}\n",
-        "crds/escaped.yaml": 'apiVersion: apiextensions.k8s.io/v1\nkind: "CustomResource\\x44efinition"\n'
-                             "metadata: {name: b}\n",
-        "apps/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
-    })
-    model = RepoModel(RepoTree(tmp_path))
-    parsed = _parsed_files(monkeypatch)
-    found = [(rel, obj["metadata"]["name"]) for rel, obj in model.source_objects("CustomResourceDefinition")]
-    assert found == [("crds/escaped.yaml", "b"), ("crds/plain.yaml", "a")]
-    assert "apps/deploy.yaml" not in parsed
+# Lookups of one kind across the repository: (apiVersion, kind, the kind behind a YAML escape, what the
+# lookup finds, as the names of the objects it found).
+LOOKUPS = {
+    "crds": ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "CustomResource\\x44efinition",
+             lambda model: sorted(obj["metadata"]["name"] for _rel, obj in model.source_objects("CustomResourceDefinition"))),
+    "sops-coverage": ("v1", "Secret", "Secr\\x65t", lambda model: sorted(
+        f.resource.name for f in sops_coverage.check_repo(RepoScope(model, CONFIG), sops_coverage.RULE) if f.resource)),
+    "creators": ("triggers.tekton.dev/v1beta1", "EventListener", "Event\\x4cistener", lambda model: sorted(
+        name.removeprefix("el-") for kind, _ns, name in creators.repo_created(model) if kind == "Service")),
+}
 
 
-def test_sops_coverage_parses_only_files_that_can_hold_a_secret(tmp_path, monkeypatch):
-    secret = "apiVersion: v1\nkind: {kind}\nmetadata: {{name: {name}}}\nstringData: {{password: hunter2}}\n"
+@pytest.mark.parametrize(("api", "kind", "escaped", "lookup"), LOOKUPS.values(), ids=LOOKUPS.keys())
+def test_a_lookup_of_one_kind_parses_only_files_that_can_name_it(tmp_path, monkeypatch, api, kind, escaped, lookup):
+    document = "apiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}, namespace: ci}}\nstringData: {{password: hunter2}}\n"
     write(tmp_path, {
-        "overlays/production/plain.yaml": secret.format(kind="Secret", name="a"),
-        "overlays/production/escaped.yaml": secret.format(kind='"Secr\\x65t"', name="b"),
+        "overlays/production/plain.yaml": document.format(api=api, kind=kind, name="a"),
+        "overlays/production/escaped.yaml": document.format(api=api, kind=f'"{escaped}"', name="b"),
         "overlays/production/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
     })
     model = RepoModel(RepoTree(tmp_path))
     parsed = _parsed_files(monkeypatch)
-    found = [f.origin.file for f in sops_coverage.check_repo(RepoScope(model, CONFIG), sops_coverage.RULE)]
-    assert found == ["overlays/production/escaped.yaml", "overlays/production/plain.yaml"]
-    assert sorted(set(parsed)) == found
-
-
-def test_only_files_that_can_name_a_creator_are_parsed_for_what_it_creates(tmp_path, monkeypatch):
-    listener = ("apiVersion: triggers.tekton.dev/v1beta1\nkind: {kind}\nmetadata: {{name: {name}, namespace: ci}}\n")
-    write(tmp_path, {
-        "ci/plain.yaml": listener.format(kind="EventListener", name="hooks"),
-        "ci/escaped.yaml": listener.format(kind='"Event\\x4cistener"', name="other"),
-        "apps/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: c}\n",
-    })
-    model = RepoModel(RepoTree(tmp_path))
-    parsed = _parsed_files(monkeypatch)
-    created = creators.repo_created(model)
-    assert {("Service", "ci", "el-hooks"), ("Service", "ci", "el-other")} <= set(created)
-    assert sorted(set(parsed)) == ["ci/escaped.yaml", "ci/plain.yaml"]
+    assert lookup(model) == ["a", "b"]
+    assert sorted(set(parsed)) == ["overlays/production/escaped.yaml", "overlays/production/plain.yaml"]
 
 
 def test_a_kustomization_is_read_once_per_tree_and_its_error_every_time_asked(tmp_path, monkeypatch):
