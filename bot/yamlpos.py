@@ -9,6 +9,7 @@ on rendered objects are mapped back to source lines.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -291,18 +292,25 @@ def _load(text: str, name: str, spans: bool) -> list[Any]:
 PARSED_FORMAT = "1"  # the JSON form of documents below; part of every key they are kept under
 
 
-def dump_docs(docs: list[YamlDoc]) -> bytes | None:
-    """Documents as JSON (data, lines, spans), for a cache of parsed files: C reads it back many
-    times faster than YAML parses. None when JSON cannot hold the data exactly (keys that are not
-    strings, a NaN, `!!binary`), so such a file is parsed every time."""
+def exact_json(value: Any, part: Callable[[Any], Any] = lambda v: v) -> str | None:
+    """`value` as JSON text, for a cache C reads back many times faster than YAML parses; None when
+    JSON cannot hold `part` of it exactly (keys that are not strings, a NaN, `!!binary`), so that
+    what it holds is made again every time instead."""
     try:
-        text = json.dumps([[d.data, d.index, d.line, d.end_line, d.spans._root, d.nodes] for d in docs],
-                          ensure_ascii=False)
-        if [row[0] for row in json.loads(text)] != [d.data for d in docs]:
+        text = json.dumps(value, ensure_ascii=False)
+        if part(json.loads(text)) != part(value):
             return None
     except (TypeError, ValueError):
         return None
-    return text.encode()
+    return text
+
+
+def dump_docs(docs: list[YamlDoc]) -> bytes | None:
+    """Documents as JSON (data, lines, spans), for a cache of parsed files; None when JSON cannot
+    hold their data exactly (exact_json), so such a file is parsed every time."""
+    text = exact_json([[d.data, d.index, d.line, d.end_line, d.spans._root, d.nodes] for d in docs],
+                      lambda rows: [row[0] for row in rows])
+    return text.encode() if text is not None else None
 
 
 def dump_error(error: YamlError) -> bytes:

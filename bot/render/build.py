@@ -51,7 +51,7 @@ from bot.repo.discover import RepoModel
 from bot.repo.graph import Inputs
 from bot.repo.kustomization import BuildError, locate_error
 from bot.repo.tree import KUSTOMIZATION_NAMES, PathEscape
-from bot.yamlpos import MAX_DEPTH, YamlError, load_data
+from bot.yamlpos import MAX_DEPTH, YamlError, exact_json, load_data
 
 if TYPE_CHECKING:
     from bot.render.releases import Release
@@ -261,12 +261,9 @@ def _read(raw: dict[str, Any], name: str) -> tuple[str, Pairs | YamlError]:
 def _with_parsed(raw: dict[str, Any], text: str, pairs: Pairs) -> dict[str, Any]:
     """The cache entry with the output kept as read (JSON, where C reads it back a dozen times faster
     than YAML is parsed), when JSON holds it exactly; else as kustomize printed it."""
-    try:
-        parsed = json.dumps([text, pairs], ensure_ascii=False)
-        if json.loads(parsed) != [text, [list(p) for p in pairs]]:
-            return raw  # keys JSON cannot hold (`1:`, `true:`), a NaN: read from the text every time
-    except (TypeError, ValueError):
-        return raw
+    parsed = exact_json([text, pairs], lambda v: [v[0], [list(p) for p in v[1]]])
+    if parsed is None:
+        return raw  # keys JSON cannot hold (`1:`, `true:`), a NaN: read from the text every time
     return {**raw, "parsed": parsed}  # the text kept too: an entry whose parsed form is unreadable is read again
 
 

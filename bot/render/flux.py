@@ -24,7 +24,7 @@ from bot.repo.graph import generated_resources
 from bot.repo.kustomization import BuildError, is_remote
 from bot.repo.manifest import Kustomization, kustomization, kustomization_of
 from bot.repo.tree import KUSTOMIZATION_NAMES
-from bot.yamlpos import YamlError, load_data
+from bot.yamlpos import YamlError, exact_json, load_data
 
 if TYPE_CHECKING:
     from bot.render.build import Rendered
@@ -171,7 +171,9 @@ def post_build(model: RepoModel, rendered: Rendered, kept: Any = None) -> tuple[
     rendered.objects = new_objects
     if rewritten:
         rendered.output = lambda: "---\n".join(dump(o.obj, allow_unicode=True) for o in new_objects)
-    return rendered, _memo(digest, results, notes) if post and fresh else None
+    if not (post and fresh):
+        return rendered, None
+    return rendered, exact_json({"variables": digest, "objects": results, "notes": notes}, lambda m: m["objects"])
 
 
 def _substitute(obj: dict[str, Any], variables: dict[str, str], file: str, reported: set[str],
@@ -198,19 +200,9 @@ def _substitute(obj: dict[str, Any], variables: dict[str, str], file: str, repor
         return None
 
 
-def _memo(digest: str, results: list[dict[str, Any] | None], notes: list[str]) -> str | None:
-    """What substitution made, as JSON, when JSON holds it exactly (else it is made again each time)."""
-    try:
-        text = json.dumps({"variables": digest, "objects": results, "notes": notes}, ensure_ascii=False)
-        if json.loads(text)["objects"] != results:
-            return None
-    except (TypeError, ValueError):
-        return None
-    return text
-
-
 def _substituted(kept: Any, digest: str, count: int) -> tuple[list[dict[str, Any] | None], list[str]] | None:
-    """What `_memo` kept, as new objects, when it was made with these variables for `count` objects."""
+    """What post_build returned to be kept, as new objects, when it was made with these variables for
+    `count` objects."""
     if not isinstance(kept, str):
         return None
     try:

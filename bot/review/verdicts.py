@@ -165,12 +165,9 @@ class Verdicts:
         Flux object or a kind looked up across the repository (or that cannot be read)."""
         if posixpath.basename(rel) in KUSTOMIZATION_NAMES:
             return True
-        if not rel.endswith(YAML_SUFFIXES):
+        if not rel.endswith(YAML_SUFFIXES) or not any(self.model.may_name(rel, word) for word in _WORDS):
             return False
         try:
-            text = self.model.tree.read_text(rel)
-            if "\\" not in text and not any(word in text for word in _WORDS):
-                return False  # none of those kinds or groups is written in it (YAML escapes need a backslash)
             docs = self.model.tree.docs(rel)
         except (YamlError, OSError):
             return True
